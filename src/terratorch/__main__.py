@@ -1,0 +1,101 @@
+"""The ``terratorch`` command: dispatches subcommands without importing torch for ``--help``."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+# subcommand -> (module:function, one-line description). Modules are imported only when used.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "fit": ("terratorch.cli_tools:main", "Fine-tune a model from a YAML config (LightningCLI)."),
+    "validate": ("terratorch.cli_tools:main", "Run the validation loop of a config/checkpoint."),
+    "test": ("terratorch.cli_tools:main", "Run the test loop of a config/checkpoint."),
+    "predict": ("terratorch.cli_tools:main", "Predict and write GeoTIFFs that keep georeference."),
+    "compute_statistics": ("terratorch.cli_tools:main", "Per-band mean/std and label histogram of a datamodule."),
+    "iterate": ("terratorch.iterate.__main__:main", "Benchmark backbones across tasks with HPO and MLflow."),
+    "demo-data": ("terratorch.datasets.demo:main", "Write small georeferenced demo GeoTIFF datasets."),
+    "list-backbones": ("terratorch.__main__:list_backbones_main", "List registered backbones and metadata."),
+}
+
+USAGE = "usage: terratorch [--verbose] {" + ",".join(SUBCOMMANDS) + "} ..."
+
+
+def _help() -> str:
+    width = max(len(name) for name in SUBCOMMANDS)
+    lines = [USAGE, "", "Fine-tune and benchmark geospatial foundation models.", "", "subcommands:"]
+    lines += [f"  {name.ljust(width)}  {desc}" for name, (_, desc) in SUBCOMMANDS.items()]
+    lines += [
+        "",
+        "Run 'terratorch <subcommand> --help' for its options. Add --verbose (or set",
+        "TERRATORCH_DEBUG=1) to see full tracebacks on errors.",
+    ]
+    return "\n".join(lines)
+
+
+def debug_enabled(argv: Sequence[str] | None = None) -> bool:
+    """True when full tracebacks were asked for (``--verbose`` or ``TERRATORCH_DEBUG=1``)."""
+    args = sys.argv if argv is None else argv
+    return "--verbose" in args or os.environ.get("TERRATORCH_DEBUG", "") not in ("", "0")
+
+
+def run_friendly(func, *args, argv: Sequence[str] | None = None):  # noqa: ANN001, ANN201
+    """Call ``func``; on error print ``error: <message>`` and exit 1 unless debugging is on."""
+    try:
+        return func(*args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except Exception as error:
+        if debug_enabled(argv):
+            raise
+        print(f"error: {type(error).__name__}: {error}", file=sys.stderr)
+        print("(run again with --verbose for the full traceback)", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def list_backbones_main(argv: Sequence[str]) -> int:
+    """``terratorch list-backbones [PATTERN]``: print our backbones with their metadata."""
+    from terratorch.registry import list_backbones
+
+    pattern = argv[0] if argv else None
+    for entry in list_backbones(pattern):
+        meta = entry.metadata
+        bands = ",".join(meta.get("bands", [])) or "-"
+        print(f"{entry.name:28s} patch={meta.get('patch_size', '-')!s:3s} dim={meta.get('embed_dim', '-')!s:5s} bands={bands}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``terratorch`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_help())
+        return 0
+    if args[0] == "--version":
+        from terratorch import __version__
+
+        print(f"terratorch {__version__}")
+        return 0
+    command = args[0]
+    if command not in SUBCOMMANDS:
+        import difflib
+
+        close = difflib.get_close_matches(command, list(SUBCOMMANDS), n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        print(f"{USAGE}\nterratorch: error: unknown subcommand {command!r}.{hint}", file=sys.stderr)
+        return 2
+    target, _ = SUBCOMMANDS[command]
+    module_name, func_name = target.split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    # LightningCLI subcommands receive the subcommand itself; the others only their own args.
+    forwarded = args if module_name == "terratorch.cli_tools" else args[1:]
+    result = run_friendly(func, forwarded, argv=args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""The model layer: factories that assemble backbones, necks, decoders and heads into a Model.
+
+Attributes are resolved lazily (PEP 562) so that ``import terratorch.models`` does not import
+timm or smp; ``from terratorch.models import EncoderDecoderFactory`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "EncoderDecoderFactory": "terratorch.models.encoder_decoder_factory",
+    "PrithviModelFactory": "terratorch.models.prithvi_model_factory",
+    "SMPModelFactory": "terratorch.models.smp_model_factory",
+    "TimmModelFactory": "terratorch.models.timm_model_factory",
+    "FullModelFactory": "terratorch.models.full_model_factory",
+    "PixelWiseModel": "terratorch.models.pixel_wise_model",
+    "ScalarOutputModel": "terratorch.models.scalar_output_model",
+    "Model": "terratorch.models.model",
+    "ModelOutput": "terratorch.models.model",
+    "ModelFactory": "terratorch.models.model",
+    "AuxiliaryHead": "terratorch.models.model",
+    "register_factory": "terratorch.models.model",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'terratorch.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

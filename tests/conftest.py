@@ -1,0 +1,38 @@
+"""Shared fixtures: isolated registries, a working directory per test, quiet plotting."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture
+def restore_registries():
+    """Snapshot every global registry and restore it after the test (for tests that register names)."""
+    from terratorch import registry as reg
+
+    plain = [
+        reg.TERRATORCH_BACKBONE_REGISTRY,
+        reg.TERRATORCH_NECK_REGISTRY,
+        reg.TERRATORCH_DECODER_REGISTRY,
+        reg.TERRATORCH_FULL_MODEL_REGISTRY,
+        reg.MODEL_FACTORY_REGISTRY,
+    ]
+    saved = [(r, dict(r._entries), dict(r._lazy), {k: dict(v) for k, v in r._metadata.items()}) for r in plain]
+    multi = [reg.BACKBONE_REGISTRY, reg.DECODER_REGISTRY, reg.NECK_REGISTRY, reg.FULL_MODEL_REGISTRY]
+    saved_sources = [(m, dict(m._sources)) for m in multi]
+    yield
+    for r, entries, lazy, meta in saved:
+        r._entries.clear()
+        r._entries.update(entries)
+        r._lazy.clear()
+        r._lazy.update(lazy)
+        r._metadata.clear()
+        r._metadata.update(meta)
+    for m, sources in saved_sources:
+        m._sources.clear()
+        m._sources.update(sources)
