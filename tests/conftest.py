@@ -22,7 +22,9 @@ def restore_registries():
         reg.TERRATORCH_FULL_MODEL_REGISTRY,
         reg.MODEL_FACTORY_REGISTRY,
     ]
-    saved = [(r, dict(r._entries), dict(r._lazy), {k: dict(v) for k, v in r._metadata.items()}) for r in plain]
+    saved = [
+        (r, dict(r._entries), dict(r._lazy), {k: dict(v) for k, v in r._metadata.items()}) for r in plain
+    ]
     multi = [reg.BACKBONE_REGISTRY, reg.DECODER_REGISTRY, reg.NECK_REGISTRY, reg.FULL_MODEL_REGISTRY]
     saved_sources = [(m, dict(m._sources)) for m in multi]
     yield

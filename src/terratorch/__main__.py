@@ -13,7 +13,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("terratorch.cli_tools:main", "Run the validation loop of a config/checkpoint."),
     "test": ("terratorch.cli_tools:main", "Run the test loop of a config/checkpoint."),
     "predict": ("terratorch.cli_tools:main", "Predict and write GeoTIFFs that keep georeference."),
-    "compute_statistics": ("terratorch.cli_tools:main", "Per-band mean/std and label histogram of a datamodule."),
+    "compute_statistics": (
+        "terratorch.cli_tools:main",
+        "Per-band mean/std and label histogram of a datamodule.",
+    ),
     "iterate": ("terratorch.iterate.__main__:main", "Benchmark backbones across tasks with HPO and MLflow."),
     "demo-data": ("terratorch.datasets.demo:main", "Write small georeferenced demo GeoTIFF datasets."),
     "list-backbones": ("terratorch.__main__:list_backbones_main", "List registered backbones and metadata."),
@@ -40,7 +43,7 @@ def debug_enabled(argv: Sequence[str] | None = None) -> bool:
     return "--verbose" in args or os.environ.get("TERRATORCH_DEBUG", "") not in ("", "0")
 
 
-def run_friendly(func, *args, argv: Sequence[str] | None = None):  # noqa: ANN001, ANN201
+def run_friendly(func, *args, argv: Sequence[str] | None = None):
     """Call ``func``; on error print ``error: <message>`` and exit 1 unless debugging is on."""
     try:
         return func(*args)
@@ -65,7 +68,9 @@ def list_backbones_main(argv: Sequence[str]) -> int:
     for entry in list_backbones(pattern):
         meta = entry.metadata
         bands = ",".join(meta.get("bands", [])) or "-"
-        print(f"{entry.name:28s} patch={meta.get('patch_size', '-')!s:3s} dim={meta.get('embed_dim', '-')!s:5s} bands={bands}")
+        print(
+            f"{entry.name:28s} patch={meta.get('patch_size', '-')!s:3s} dim={meta.get('embed_dim', '-')!s:5s} bands={bands}"
+        )
     return 0
 
 

@@ -53,7 +53,9 @@ def test_import_single_file_and_dotted(tmp_path, monkeypatch, restore_registries
 
     assert "single_file_backbone" in BACKBONE_REGISTRY
     (tmp_path / "dotted_mod_pkg").mkdir()
-    (tmp_path / "dotted_mod_pkg" / "__init__.py").write_text(REGISTERING_MODULE.format(name="dotted_backbone"))
+    (tmp_path / "dotted_mod_pkg" / "__init__.py").write_text(
+        REGISTERING_MODULE.format(name="dotted_backbone")
+    )
     monkeypatch.chdir(tmp_path)
     import_custom_modules("dotted_mod_pkg")
     assert "dotted_backbone" in BACKBONE_REGISTRY

@@ -173,8 +173,13 @@ def test_global_registries_have_documented_sources():
     assert list(DECODER_REGISTRY.sources) == ["terratorch", "smp"]
     assert list(NECK_REGISTRY.sources) == ["terratorch"]
     assert BACKBONE_REGISTRY["terratorch"] is TERRATORCH_BACKBONE_REGISTRY
-    for name in ("EncoderDecoderFactory", "PrithviModelFactory", "SMPModelFactory", "TimmModelFactory",
-                 "FullModelFactory"):
+    for name in (
+        "EncoderDecoderFactory",
+        "PrithviModelFactory",
+        "SMPModelFactory",
+        "TimmModelFactory",
+        "FullModelFactory",
+    ):
         assert name in MODEL_FACTORY_REGISTRY
 
 
@@ -186,7 +191,8 @@ def test_builtin_metadata_listing_without_import():
         "assert entries['prithvi_eo_v2_300']['patch_size'] == 16, entries\n"
         "assert entries['prithvi_eo_v2_600']['patch_size'] == 14\n"
         "assert entries['prithvi_eo_v2_300']['bands'][0] == 'BLUE'\n"
-        "heavy = [m for m in ('torch', 'timm', 'segmentation_models_pytorch', 'lightning') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'timm', 'segmentation_models_pytorch', 'lightning')"
+        " if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

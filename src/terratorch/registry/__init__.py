@@ -70,7 +70,9 @@ def _multi(name: str, **sources: Any) -> MultiSourceRegistry:
     return registry
 
 
-BACKBONE_REGISTRY = _multi("BACKBONE_REGISTRY", terratorch=TERRATORCH_BACKBONE_REGISTRY, timm=TimmBackboneSource())
+BACKBONE_REGISTRY = _multi(
+    "BACKBONE_REGISTRY", terratorch=TERRATORCH_BACKBONE_REGISTRY, timm=TimmBackboneSource()
+)
 DECODER_REGISTRY = _multi("DECODER_REGISTRY", terratorch=TERRATORCH_DECODER_REGISTRY, smp=SMPDecoderSource())
 NECK_REGISTRY = _multi("NECK_REGISTRY", terratorch=TERRATORCH_NECK_REGISTRY)
 FULL_MODEL_REGISTRY = _multi("FULL_MODEL_REGISTRY", terratorch=TERRATORCH_FULL_MODEL_REGISTRY)

@@ -25,7 +25,7 @@ class CustomModuleImportError(ImportError):
 
 
 def autoload_custom_modules() -> ModuleType | None:
-    """Import ``./custom_modules`` once per process if it exists (set ``TERRATORCH_NO_AUTOLOAD=1`` to skip)."""
+    """Import ``./custom_modules`` once per process if it exists (``TERRATORCH_NO_AUTOLOAD=1`` skips)."""
     global _autoload_done
     if _autoload_done:
         return None

@@ -242,7 +242,7 @@ class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
     def _unknown(self, name: str) -> InvalidModelError:
         split = self._split(name)
         if split is not None:
-            prefix, rest = split
+            prefix = split[0]
             candidates: list[str] = [f"{prefix}_{n}" for n in self._sources[prefix]]
             where = f"{self.name} (source {prefix!r})"
         else:
