@@ -68,9 +68,8 @@ def list_backbones_main(argv: Sequence[str]) -> int:
     for entry in list_backbones(pattern):
         meta = entry.metadata
         bands = ",".join(meta.get("bands", [])) or "-"
-        print(
-            f"{entry.name:28s} patch={meta.get('patch_size', '-')!s:3s} dim={meta.get('embed_dim', '-')!s:5s} bands={bands}"
-        )
+        patch, dim = meta.get("patch_size", "-"), meta.get("embed_dim", "-")
+        print(f"{entry.name:28s} patch={patch!s:3s} dim={dim!s:5s} bands={bands}")
     return 0
 
 
