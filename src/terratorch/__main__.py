@@ -84,6 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"terratorch {__version__}")
         return 0
+    if args[0] == "--verbose":  # ``terratorch --verbose fit ...``: the flag belongs to the dispatcher
+        os.environ["TERRATORCH_DEBUG"] = "1"
+        args = args[1:]
+        if not args:
+            print(_help())
+            return 0
     command = args[0]
     if command not in SUBCOMMANDS:
         import difflib

@@ -7,8 +7,25 @@ from typing import Any
 
 from terratorch.datasets.bands import HLSBands, OpticalBands, SARBands
 
-# name -> module; filled in as dataset modules are added. Resolved on first attribute access.
-_LAZY: dict[str, str] = {}
+_PIXEL = "terratorch.datasets.generic_pixel_wise_dataset"
+_SCALAR = "terratorch.datasets.generic_scalar_label_dataset"
+
+# name -> module; resolved on first attribute access (no rasterio at ``import terratorch.datasets``).
+_LAZY: dict[str, str] = {
+    "GenericGeoTIFFDataset": "terratorch.datasets.generic_base",
+    "GenericPixelWiseDataset": _PIXEL,
+    "GenericImageDataset": _PIXEL,
+    "GenericNonGeoSegmentationDataset": _PIXEL,
+    "GenericNonGeoPixelwiseRegressionDataset": _PIXEL,
+    "GenericNonGeoClassificationDataset": _SCALAR,
+    "GenericNonGeoMultiLabelClassificationDataset": _SCALAR,
+    "GenericNonGeoScalarRegressionDataset": _SCALAR,
+    "GeoTIFFError": "terratorch.datasets.utils",
+    "DemoDataset": "terratorch.datasets.demo",
+    "make_demo_dataset": "terratorch.datasets.demo",
+    "make_demo_scene": "terratorch.datasets.demo",
+    "compute_statistics": "terratorch.datasets.statistics",
+}
 
 __all__ = ["HLSBands", "OpticalBands", "SARBands", *sorted(_LAZY)]
 
@@ -20,3 +37,7 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -58,10 +58,13 @@ class TimmBackboneSource:
         """Create the timm model as a features-only backbone; every kwarg reaches timm."""
         if args:
             raise TypeError(f"timm backbones take keyword arguments only, got positional {args!r}.")
-        timm = self._timm()
+        self._timm()
         from terratorch.models.backbones.timm_backbone import TimmBackbone
+        from terratorch.models.weights import create_timm_model
 
-        return TimmBackbone(timm.create_model(name, features_only=True, **kwargs))
+        # create_timm_model is timm.create_model plus our band-aware local weights options
+        # (bands, pretrained_bands, ckpt_path, allow_partial); without them it is timm's call as is.
+        return TimmBackbone(create_timm_model(name, features_only=True, **kwargs))
 
     def __repr__(self) -> str:
         return "TimmBackboneSource()"

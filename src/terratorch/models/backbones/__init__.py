@@ -1,0 +1,34 @@
+"""Backbones: Prithvi EO ViTs (``prithvi_vit``), their masked autoencoders (``prithvi_mae``), Prithvi
+Swin (``prithvi_swin``, registered in timm) and the timm wrapper.
+
+Nothing heavy is imported here: modules load when a registry name needs them, and the attributes
+below resolve on first access (``terratorch.models.backbones.PrithviViT``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "PrithviViT": "terratorch.models.backbones.prithvi_vit",
+    "PRETRAINED_BANDS": "terratorch.models.backbones.prithvi_vit",
+    "PrithviMAE": "terratorch.models.backbones.prithvi_mae",
+    "PrithviSwin": "terratorch.models.backbones.prithvi_swin",
+    "TimmBackbone": "terratorch.models.backbones.timm_backbone",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'terratorch.models.backbones' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,545 @@
+"""The ``terratorch fit|validate|test|predict|compute_statistics`` command line (LightningCLI).
+
+A config is the LightningCLI layout (``model``, ``data``, ``trainer``, ``optimizer``,
+``lr_scheduler``, ``seed_everything``) plus these TerraTorch keys (also accepted as ``--key value``
+flags):
+
+``custom_modules_path``
+    A folder, ``.py`` file or dotted module imported before the config is parsed, so that classes
+    and registry entries it defines can be named in the config. The environment variable
+    ``TERRATORCH_CUSTOM_MODULE_PATH`` (``os.pathsep``-separated) does the same, and a
+    ``./custom_modules`` package in the working directory is always imported.
+``predict_output_dir``, ``output_file_prefix``, ``out_dtype``
+    Where and how ``predict`` writes its GeoTIFFs (see
+    :class:`terratorch.cli.prediction_writer.GeoTIFFPredictionWriter`).
+``predict_streaming``
+    ``predict`` streams every input GeoTIFF from disk to disk strip by strip
+    (:func:`terratorch.tasks.tiled_inference.tiled_inference_geotiff`) with the task's
+    ``tiled_inference_parameters``, instead of loading whole images through the dataloader. Use it
+    for scenes that do not fit in memory.
+
+Short class names resolve (``class_path: SemanticSegmentationTask``,
+``GenericNonGeoSegmentationDataModule``) because the task and datamodule modules are imported
+before parsing. ``fit`` adds a :class:`~lightning.pytorch.callbacks.ModelCheckpoint` on the task's
+monitored metric (``val/loss``, minimised, unless the task sets ``monitor``/``monitor_mode``) that
+also keeps ``last.ckpt``, unless the config lists its own ``ModelCheckpoint``.
+
+Errors in the config (unknown keys, bad values, unknown loss/optimizer/scheduler names, missing
+files) end the command with a short message; ``--verbose`` (or ``TERRATORCH_DEBUG=1``) shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CUSTOM_MODULES_ENV",
+    "LIGHTNING_SUBCOMMANDS",
+    "ConfigError",
+    "build_lightning_cli",
+    "import_custom_modules_from_args",
+    "main",
+]
+
+CUSTOM_MODULES_ENV = "TERRATORCH_CUSTOM_MODULE_PATH"
+LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
+# Modules whose classes must be imported before parsing so that short class names resolve.
+_CLASS_MODULES = (
+    "terratorch.tasks.segmentation",
+    "terratorch.tasks.regression",
+    "terratorch.tasks.classification",
+    "terratorch.tasks.multilabel_classification",
+    "terratorch.tasks.scalar_regression",
+    "terratorch.tasks.reconstruction",
+    "terratorch.datamodules.generic_pixel_wise_data_module",
+    "terratorch.datamodules.generic_scalar_label_data_module",
+)
+_CONFIG_FLAGS = ("-c", "--config")
+
+
+class ConfigError(ValueError):
+    """A configuration problem found before any work starts (message says where and what is valid)."""
+
+
+# ----------------------------------------------------------------------------- custom modules
+
+
+def _flag_values(args: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """Values given to any of ``flags`` in ``args`` (``--flag value`` and ``--flag=value``)."""
+    values = []
+    for index, arg in enumerate(args):
+        for flag in flags:
+            if arg == flag and index + 1 < len(args):
+                values.append(args[index + 1])
+            elif arg.startswith(flag + "="):
+                values.append(arg.split("=", 1)[1])
+    return values
+
+
+def _config_custom_paths(config_file: str) -> list[str]:
+    """``custom_modules_path`` of a YAML config file (a string or a list); [] when absent/unreadable."""
+    import yaml
+
+    path = Path(config_file)
+    if not path.is_file():
+        return []  # the parser reports the missing file with its own message
+    try:
+        content = yaml.safe_load(path.read_text())
+    except yaml.YAMLError:
+        return []  # reported by the parser, with the position of the error
+    value = content.get("custom_modules_path") if isinstance(content, dict) else None
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def custom_module_paths(args: Sequence[str]) -> list[str]:
+    """Every custom-module path for this command: env var, config files, then ``--custom_modules_path``.
+
+    The paths must be known before the config is parsed (the modules may define the classes the
+    config names), so ``args`` and the config files are scanned here without the parser.
+    """
+    paths = [p for p in os.environ.get(CUSTOM_MODULES_ENV, "").split(os.pathsep) if p]
+    for config_file in _flag_values(args, _CONFIG_FLAGS):
+        paths += _config_custom_paths(config_file)
+    paths += _flag_values(args, ("--custom_modules_path",))
+    unique: list[str] = []
+    for path in paths:
+        if path not in unique and path not in ("null", "None"):
+            unique.append(path)
+    return unique
+
+
+def import_custom_modules_from_args(args: Sequence[str]) -> list[str]:
+    """Import ``./custom_modules`` and every path of :func:`custom_module_paths`; return those paths."""
+    from terratorch.registry import autoload_custom_modules, import_custom_modules
+
+    autoload_custom_modules()
+    paths = custom_module_paths(args)
+    for path in paths:
+        import_custom_modules(path)
+    return paths
+
+
+def _import_class_modules() -> None:
+    """Import the task and datamodule modules so jsonargparse finds their classes by short name."""
+    import importlib
+
+    for module in _CLASS_MODULES:
+        importlib.import_module(module)
+
+
+# ----------------------------------------------------------------------------- the LightningCLI subclass
+
+
+def _cli_class() -> type:
+    """Build :class:`TerraTorchCLI` (Lightning is imported only when a command runs)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+    class TerraTorchCLI(LightningCLI):
+        """LightningCLI with TerraTorch's extra keys, default checkpointing and GeoTIFF prediction."""
+
+        def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+            """Add the TerraTorch keys (``custom_modules_path``, ``predict_output_dir``, ...)."""
+            parser.add_argument(
+                "--custom_modules_path",
+                type=str | list[str] | None,
+                default=None,
+                help="Folder, .py file or dotted module imported before the config is parsed (also "
+                f"${CUSTOM_MODULES_ENV}; ./custom_modules is always imported).",
+            )
+            parser.add_argument(
+                "--predict_output_dir",
+                type=str | None,
+                default=None,
+                help="predict: directory for the GeoTIFFs (one per input file). Required by predict.",
+            )
+            parser.add_argument(
+                "--output_file_prefix",
+                type=str,
+                default="",
+                help="predict: prefix of output file names (<prefix><input stem>_pred.tif).",
+            )
+            parser.add_argument(
+                "--out_dtype",
+                type=str | None,
+                default=None,
+                help="predict: raster dtype (uint8, uint16, int16, int32, float32, ...). Default: the "
+                "smallest integer type for class maps, float32 for values.",
+            )
+            parser.add_argument(
+                "--predict_streaming",
+                type=bool,
+                default=False,
+                help="predict: stream each input GeoTIFF from disk to disk with the task's "
+                "tiled_inference_parameters (for scenes too large for memory).",
+            )
+
+        def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+            """Parse; a jsonargparse error becomes a :class:`ConfigError` listing the valid keys."""
+            from jsonargparse import ArgumentError
+
+            try:  # not super(): it warns whenever sys.argv is also set, as under the dispatcher
+                self.config = parser.parse_object(args) if isinstance(args, dict) else parser.parse_args(args)
+            except ArgumentError as error:
+                where = _subcommand_parser(parser, args if isinstance(args, list) else [])
+                raise ConfigError(explain_parse_error(str(error), where)) from None
+
+        def _parse_ckpt_path(self) -> None:
+            """Keep the config's model: ``ckpt_path`` supplies weights only.
+
+            LightningCLI would re-parse the model from the checkpoint's hyperparameters, letting
+            them override the config (e.g. dropping ``tiled_inference_parameters`` added for
+            prediction), and fails for tasks that save their hyperparameters without a class path.
+            """
+
+        def _setting(self, key: str, default: Any = None) -> Any:
+            return self._get(self.config, key, default)
+
+        def before_instantiate_classes(self) -> None:
+            """Check subcommand-specific settings before anything is built."""
+            if self.subcommand == "predict" and not self._setting("predict_output_dir"):
+                raise ConfigError(
+                    "predict needs predict_output_dir (a directory for the output GeoTIFFs): add "
+                    "'predict_output_dir: <dir>' to the config or pass --predict_output_dir <dir>."
+                )
+            ckpt = self._setting("ckpt_path")
+            if ckpt and ckpt not in ("last", "best", "hpc", "registry") and not Path(ckpt).is_file():
+                raise FileNotFoundError(f"ckpt_path: checkpoint file {ckpt!r} does not exist.")
+
+        def instantiate_classes(self) -> None:
+            """Instantiate; a constructor error comes out as itself, not as jsonargparse's Union report."""
+            try:
+                super().instantiate_classes()
+            except ValueError as error:
+                raise explain_instantiation_error(error) from error.__cause__
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+            callbacks = list(callbacks) + self._default_callbacks(config)
+            return super()._instantiate_trainer(config, callbacks)
+
+        def _default_callbacks(self, config: dict[str, Any]) -> list[Any]:
+            configured = config.get("callbacks") or []
+            configured = configured if isinstance(configured, list) else [configured]
+            extra: list[Any] = []
+            wants_checkpoint = config.get("enable_checkpointing") is not False
+            has_checkpoint = any(isinstance(c, ModelCheckpoint) for c in configured)
+            if self.subcommand in ("fit", None) and wants_checkpoint and not has_checkpoint:
+                extra.append(default_checkpoint(self.model))
+            if self.subcommand == "predict" and not self._setting("predict_streaming"):
+                from terratorch.cli.prediction_writer import GeoTIFFPredictionWriter
+
+                extra.append(
+                    GeoTIFFPredictionWriter(
+                        output_dir=self._setting("predict_output_dir"),
+                        output_file_prefix=self._setting("output_file_prefix") or "",
+                        out_dtype=self._setting("out_dtype"),
+                    )
+                )
+            return extra
+
+        def predict(self, **kwargs: Any) -> Any:
+            """``trainer.predict`` (writer callback attached), or disk-to-disk streaming."""
+            if not self._setting("predict_streaming"):
+                kwargs.setdefault("return_predictions", False)
+                return self.trainer.predict(**kwargs)
+            from terratorch.cli.prediction_writer import stream_predict
+
+            return stream_predict(
+                self.model,
+                self.datamodule,
+                output_dir=self._setting("predict_output_dir"),
+                output_file_prefix=self._setting("output_file_prefix") or "",
+                out_dtype=self._setting("out_dtype"),
+                ckpt_path=kwargs.get("ckpt_path"),
+                weights_only=kwargs.get("weights_only"),
+                device=self.trainer.strategy.root_device,
+            )
+
+    return TerraTorchCLI
+
+
+def default_checkpoint(task: Any) -> Any:
+    """``ModelCheckpoint`` on the task's monitored metric (default ``val/loss``, min), plus ``last.ckpt``.
+
+    The file name avoids the metric name: ``/`` in ``val/loss`` would create sub-directories.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    return ModelCheckpoint(
+        monitor=getattr(task, "monitor", None) or "val/loss",
+        mode=getattr(task, "monitor_mode", None) or "min",
+        filename="best-epoch={epoch:02d}",
+        auto_insert_metric_name=False,
+        save_last=True,
+    )
+
+
+def build_lightning_cli(args: Sequence[str] | dict[str, Any] | None = None, run: bool = True) -> Any:
+    """Build (and by default run) the TerraTorch LightningCLI.
+
+    Args:
+        args: Command line arguments after ``terratorch`` (e.g. ``["fit", "-c", "config.yaml"]``), a
+            config dict, or None for ``sys.argv[1:]``. With ``run=False`` there is no subcommand:
+            ``["-c", "config.yaml"]``.
+        run: Run the subcommand. ``False`` only instantiates model, datamodule and trainer (the
+            returned object's ``.model``, ``.datamodule``, ``.trainer``).
+
+    Returns:
+        The ``LightningCLI`` instance.
+    """
+    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
+    import_custom_modules_from_args(argv)
+    _import_class_modules()
+    cli_class = _cli_class()
+    return cli_class(
+        model_class=None,
+        datamodule_class=None,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs=_parser_kwargs(run),
+        args=argv if not isinstance(args, dict) else args,
+        run=run,
+    )
+
+
+def _parser_kwargs(run: bool) -> dict[str, Any]:
+    """Parsers that raise instead of exiting, so errors are reported by :func:`_report_parse_error`."""
+    if not run:
+        return {"exit_on_error": False}
+    kwargs: dict[str, Any] = {"exit_on_error": False}
+    for name in LIGHTNING_SUBCOMMANDS:
+        kwargs[name] = {"exit_on_error": False}
+    return kwargs
+
+
+# ----------------------------------------------------------------------------- error messages
+
+_UNKNOWN_OPTION = re.compile(
+    r"(?:does not accept option|No action for (?:destination )?key) ['\"]([^'\"]+)['\"]"
+    r"|Unrecognized arguments: --([\w.]+)"
+)
+_CLASS_OPTION = re.compile(
+    r"Problem with given class_path '([^']+)':\s*(?:Key '[^']*': )?Option '([^']+)' is not accepted"
+)
+_NESTED_OPTION = re.compile(r"Option '([^']+)' is not accepted\. Got value: Namespace\(class_path='([^']+)'")
+_BAD_CLASS = re.compile(
+    r"(?:Expected a dot import path string|Import path \S+ does not exist|No module named)[: ]*'?([\w.]+)"
+)
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+_NOISE = (
+    "Does not validate against any of the Union subtypes",
+    "Subtypes:",
+    "Errors:",
+    "Given value type:",
+    "Given value:",
+    "- Expected a <class 'NoneType'>",
+)
+_KEY_BASES = {"model": "lightning.pytorch.LightningModule", "data": "lightning.pytorch.LightningDataModule"}
+
+
+def explain_parse_error(message: str, parser: Any = None) -> str:
+    """Turn a jsonargparse error into a short message: the key path, what is wrong, what is valid.
+
+    Handles unknown keys (lists the valid keys at that level), unknown constructor arguments of a
+    ``class_path`` (lists the class's arguments) and unknown class names (lists known classes);
+    anything else is returned without jsonargparse's Union/"Given value" noise.
+    """
+    text = str(message)
+    keys = _PARSER_KEY.findall(text)
+    key = keys[0] if keys else ""
+    nested = _NESTED_OPTION.search(text)
+    if nested is not None:  # e.g. an albumentations transform inside a list argument
+        return _unknown_argument(".init_args.".join(keys), nested.group(2), nested.group(1), nested=True)
+    class_option = _CLASS_OPTION.search(text)
+    if class_option is not None:
+        return _unknown_argument(key, class_option.group(1), class_option.group(2))
+    option = _UNKNOWN_OPTION.search(text)
+    if option is not None:
+        return _unknown_key(option.group(1) or option.group(2), parser)
+    bad_class = _BAD_CLASS.search(text)
+    if bad_class is not None and key in _KEY_BASES:
+        return _unknown_class(key, bad_class.group(1))
+    return strip_noise(text)
+
+
+def strip_noise(text: str) -> str:
+    """Drop jsonargparse's Union bookkeeping lines (subtypes, the whole given value) from a message."""
+    kept = [
+        line.rstrip() for line in text.splitlines() if line.strip() and not line.strip().startswith(_NOISE)
+    ]
+    return "\n".join(kept)
+
+
+def _suggest(name: str, candidates: Sequence[str]) -> str:
+    from terratorch.registry.registry import close_matches
+
+    close = close_matches(name, candidates, n=3)
+    return f" Did you mean: {', '.join(close)}?" if close else ""
+
+
+def _unknown_key(key: str, parser: Any) -> str:
+    key = _first_unknown(key, parser) if parser is not None else key
+    valid = _valid_keys(parser, key) if parser is not None else []
+    leaf = key.rsplit(".", 1)[-1]
+    lines = [f"{key}: unknown key.{_suggest(leaf, [v.rsplit('.', 1)[-1] for v in valid])}"]
+    if valid:
+        lines.append(f"Valid keys here: {', '.join(valid)}")
+    return "\n".join(lines)
+
+
+def _first_unknown(key: str, parser: Any) -> str:
+    """``trainr.max_epochs`` -> ``trainr``: the shortest prefix of ``key`` the parser does not know."""
+    dests = [getattr(action, "dest", "") for action in getattr(parser, "_actions", [])]
+    parts = key.split(".")
+    for size in range(1, len(parts) + 1):
+        prefix = ".".join(parts[:size])
+        if not any(d == prefix or d.startswith(prefix + ".") for d in dests):
+            return prefix
+    return key
+
+
+def _valid_keys(parser: Any, key: str) -> list[str]:
+    """Keys the parser accepts at the level of ``key`` (same dotted prefix)."""
+    prefix = key.rsplit(".", 1)[0] + "." if "." in key else ""
+    names = set()
+    for action in getattr(parser, "_actions", []):
+        dest = getattr(action, "dest", "")
+        if not dest or dest in ("help", "config", "print_config") or not dest.startswith(prefix):
+            continue
+        names.add(prefix + dest[len(prefix) :].split(".", 1)[0])
+    return sorted(names)
+
+
+def _import_path(path: str) -> Any:
+    import importlib
+
+    module, _, attr = path.rpartition(".")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _unknown_argument(key: str, class_path: str, option: str, nested: bool = False) -> str:
+    import inspect
+
+    name = class_path.rsplit(".", 1)[-1]
+    where = key if nested else (f"{key}.init_args.{option}" if key else option)
+    try:
+        params = inspect.signature(_import_path(class_path)).parameters
+    except (ImportError, ValueError, TypeError, AttributeError):
+        return f"{where}: {name} does not take an argument {option!r}."
+    valid = [p for p, v in params.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
+    return (
+        f"{where}: {name} does not take an argument {option!r}.{_suggest(option, valid)}\n"
+        f"Valid arguments of {name}: {', '.join(valid)}"
+    )
+
+
+def _subclass_names(base: type) -> list[str]:
+    """Names of the public (imported) subclasses of ``base``, recursively."""
+    names: set[str] = set()
+    stack = list(base.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if not cls.__name__.startswith("_") and "<locals>" not in cls.__qualname__:
+            names.add(cls.__name__)
+    return sorted(names)
+
+
+def _unknown_class(key: str, name: str) -> str:
+    known = _subclass_names(_import_path(_KEY_BASES[key]))
+    ours = [k for k in known if k.endswith(("Task", "DataModule"))] or known
+    return (
+        f"{key}.class_path: unknown class {name!r}.{_suggest(name.rsplit('.', 1)[-1], known)}\n"
+        f"Known classes: {', '.join(ours)} (or a full import path; custom classes need custom_modules_path)"
+    )
+
+
+def _subcommand_parser(cli_parser: Any, args: Sequence[str]) -> Any:
+    """The subcommand parser of ``args`` (for listing valid keys), or the main parser."""
+    for action in getattr(cli_parser, "_actions", []):
+        choices = getattr(action, "choices", None)
+        if isinstance(choices, dict) and args and args[0] in choices:
+            return choices[args[0]]
+    return cli_parser
+
+
+def explain_instantiation_error(error: Exception) -> Exception:
+    """The constructor error hidden in jsonargparse's "Does not validate against any Union subtype".
+
+    Returns a :class:`ConfigError` naming the class that failed and quoting the original error
+    (chained), or ``error`` itself when it is not such a wrapper.
+    """
+    cause = error.__cause__
+    if cause is None or "Union subtypes" not in str(error):
+        return error
+    class_path = re.search(r"class_path='([^']+)'", str(error))
+    what = class_path.group(1).rsplit(".", 1)[-1] if class_path else "a configured class"
+    wrapped = ConfigError(f"building {what} failed: {type(cause).__name__}: {cause}")
+    wrapped.__cause__ = cause
+    return wrapped
+
+
+# ----------------------------------------------------------------------------- compute_statistics
+
+
+def compute_statistics_main(args: Sequence[str]) -> int:
+    """``terratorch compute_statistics -c config.yaml``: per-band means/stds and label histogram.
+
+    Only the ``data`` section of the config is used (other sections may be present). Prints YAML
+    with ``means``/``stds`` ready to paste into the datamodule config; ``--output FILE`` also writes it.
+    """
+    from typing import Any as AnyType
+
+    from jsonargparse import ActionConfigFile, ArgumentParser
+    from lightning import LightningDataModule
+
+    from terratorch.datasets.statistics import compute_statistics, format_statistics
+
+    import_custom_modules_from_args(args)
+    _import_class_modules()
+    parser = ArgumentParser(prog="terratorch compute_statistics", exit_on_error=False)
+    parser.add_argument("-c", "--config", action=ActionConfigFile, help="LightningCLI config file.")
+    parser.add_subclass_arguments(LightningDataModule, "data", required=True, instantiate=True)
+    parser.add_argument("--max_samples", type=int | None, default=None, help="Only the first N images.")
+    parser.add_argument("--output", type=str | None, default=None, help="Also write the YAML here.")
+    for ignored in ("model", "trainer", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path"):
+        parser.add_argument(f"--{ignored}", type=AnyType, default=None, help="(ignored)")
+    for ignored in ("custom_modules_path", "predict_output_dir", "output_file_prefix", "out_dtype"):
+        parser.add_argument(f"--{ignored}", type=AnyType, default=None, help="(ignored)")
+    parser.add_argument("--predict_streaming", type=AnyType, default=None, help="(ignored)")
+    try:
+        config = parser.parse_args(list(args))
+    except Exception as error:  # jsonargparse.ArgumentError
+        raise ConfigError(explain_parse_error(str(error), parser)) from None
+    datamodule = parser.instantiate_classes(config).data
+    stats = compute_statistics(datamodule, max_samples=config.max_samples)
+    text = format_statistics(stats)
+    print(text, end="")
+    if config.output:
+        Path(config.output).write_text(text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry of ``terratorch fit|validate|test|predict|compute_statistics`` (``args`` start with it).
+
+    Errors propagate; :func:`terratorch.__main__.run_friendly` prints them without a traceback.
+    Parse errors are :class:`ConfigError` (with the valid keys for an unknown one).
+    """
+    argv = [a for a in (sys.argv[1:] if args is None else args) if a != "--verbose"]
+    if argv and argv[0] == "compute_statistics":
+        return compute_statistics_main(argv[1:])
+    build_lightning_cli(argv, run=True)
+    return 0

@@ -1,0 +1,202 @@
+"""GeoTIFF datasets with a label raster per image: semantic segmentation and pixel-wise regression.
+
+Samples are dicts: ``image`` float32 ``(C, H, W)`` (or ``(C, T, H, W)``), ``mask`` ``(H, W)``
+(int64 class ids for segmentation, float32 values for regression), ``filename`` (the image path).
+Without a label root the dataset is a prediction dataset: ``image`` and ``filename`` only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from terratorch.datasets.generic_base import GenericGeoTIFFDataset
+from terratorch.datasets.utils import (
+    BandSpec,
+    filter_split,
+    find_files,
+    pair_images_labels,
+    read_raster,
+    read_split_file,
+)
+
+
+class GenericPixelWiseDataset(GenericGeoTIFFDataset):
+    """Images under ``data_root`` paired with label rasters under ``label_data_root``.
+
+    Args:
+        data_root: directory holding the images.
+        label_data_root: directory holding the labels (may equal ``data_root``); None for prediction.
+        img_grep: glob selecting images in ``data_root``, e.g. ``"*_merged.tif"``.
+        label_grep: glob selecting labels; an image pairs with the label whose ``*`` part matches.
+        split: optional file listing the sample stems to use (one per line).
+        no_label_replace: value written over label pixels equal to the label file's nodata/NaN.
+        Other arguments: see :class:`GenericGeoTIFFDataset`.
+    """
+
+    mask_dtype: type = np.float32
+
+    def __init__(
+        self,
+        data_root: str | Path,
+        label_data_root: str | Path | None = None,
+        *,
+        img_grep: str = "*",
+        label_grep: str = "*",
+        split: str | Path | None = None,
+        dataset_bands: BandSpec | None = None,
+        output_bands: BandSpec | None = None,
+        constant_scale: float = 1.0,
+        transform: Any = None,
+        no_data_replace: float | None = None,
+        no_label_replace: float | None = -1,
+        expand_temporal_dimension: bool = False,
+    ) -> None:
+        super().__init__(
+            dataset_bands=dataset_bands,
+            output_bands=output_bands,
+            constant_scale=constant_scale,
+            transform=transform,
+            no_data_replace=no_data_replace,
+            expand_temporal_dimension=expand_temporal_dimension,
+        )
+        self.no_label_replace = no_label_replace
+        split_stems = read_split_file(split) if split is not None else None
+        images = filter_split(find_files(data_root, img_grep), img_grep, split_stems)
+        if not images:
+            raise FileNotFoundError(
+                f"split: none of the files matching {img_grep!r} in {str(data_root)!r} is in {split}"
+            )
+        if label_data_root is None:
+            self.samples: list[tuple[Path, Path | None]] = [(image, None) for image in images]
+        else:
+            labels = find_files(label_data_root, label_grep, key="label_data_root", grep_key="label_grep")
+            self.samples = list(pair_images_labels(images, labels, img_grep=img_grep, label_grep=label_grep))
+
+    @property
+    def has_labels(self) -> bool:
+        """False for a prediction dataset (no label root)."""
+        return bool(self.samples) and self.samples[0][1] is not None
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def load_mask(self, index: int) -> np.ndarray:
+        """Read the label raster of sample ``index`` as an ``(H, W)`` array (nodata replaced)."""
+        path = self.samples[index][1]
+        read = read_raster(path, lambda count: [1])
+        mask = read.data[0].astype(self.mask_dtype)
+        if read.nodata is not None and self.no_label_replace is not None:
+            mask[read.nodata[0]] = self.no_label_replace
+        return self.check_mask(mask, path)
+
+    def check_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        """Validate/adjust a label array; subclasses override (the base returns it unchanged)."""
+        return mask
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_path, label_path = self.samples[index]
+        image, _ = self.load_image(image_path)
+        mask = None
+        if label_path is not None:
+            mask = self.load_mask(index)
+            if mask.shape != image.shape[-2:]:
+                raise ValueError(
+                    f"size mismatch: image {image_path} is {tuple(image.shape[-2:])} (H, W) but label "
+                    f"{label_path} is {tuple(mask.shape)}"
+                )
+        image_t, mask_t = self.apply_transform(image, mask)
+        sample: dict[str, Any] = {"image": image_t, "filename": str(image_path)}
+        if mask_t is not None:
+            sample["mask"] = self.finish_mask(mask_t)
+        return sample
+
+    def finish_mask(self, mask: Any) -> Any:
+        """Final dtype of the mask tensor (float32 here)."""
+        return mask.float()
+
+
+class GenericNonGeoSegmentationDataset(GenericPixelWiseDataset):
+    """Semantic segmentation chips: ``mask`` is ``(H, W)`` int64 class ids.
+
+    Args:
+        num_classes: when given, every label value (other than ``no_label_replace``) must be in
+            ``[0, num_classes)``; a violation is an error naming the file and the value, raised at
+            read time instead of a device-side assert deep in the loss.
+        reduce_zero_label: treat label 0 as "unlabelled" (mapped to ``no_label_replace``) and shift
+            the other labels down by one.
+        Other arguments: see :class:`GenericPixelWiseDataset`.
+    """
+
+    mask_dtype = np.int64
+
+    def __init__(
+        self,
+        data_root: str | Path,
+        label_data_root: str | Path | None = None,
+        *,
+        num_classes: int | None = None,
+        reduce_zero_label: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(data_root, label_data_root, **kwargs)
+        self.num_classes = num_classes
+        self.reduce_zero_label = reduce_zero_label
+
+    @property
+    def ignore_value(self) -> int:
+        """The label value that marks unlabelled pixels (``no_label_replace``, default -1)."""
+        return int(self.no_label_replace) if self.no_label_replace is not None else -1
+
+    def check_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        """Apply ``reduce_zero_label`` and check that labels fit ``num_classes``.
+
+        Raises:
+            ValueError: a label value outside ``[0, num_classes)`` (names the file and the value).
+        """
+        ignore = self.ignore_value
+        if self.reduce_zero_label:
+            zero = mask == 0
+            mask = np.where(mask == ignore, ignore, mask - 1)
+            mask[zero] = ignore
+        if self.num_classes is not None:
+            valid = mask != ignore
+            bad = valid & ((mask < 0) | (mask >= self.num_classes))
+            if bad.any():
+                values = sorted({int(v) for v in np.unique(mask[bad])})
+                raise ValueError(
+                    f"label file {path} contains value(s) {values[:10]} outside [0, {self.num_classes}) "
+                    f"(num_classes={self.num_classes}); fix num_classes, set the file's nodata value, or use "
+                    f"reduce_zero_label / no_label_replace={ignore} for unlabelled pixels"
+                )
+        return mask
+
+    def apply_transform(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[Any, Any]:
+        """As the base, but masks travel through albumentations as int32 (OpenCV has no int64)."""
+        if mask is not None and self.transform is not None:
+            mask = mask.astype(np.int32)
+        return super().apply_transform(image, mask)
+
+    def finish_mask(self, mask: Any) -> Any:
+        """Segmentation masks are int64 class ids."""
+        return mask.long()
+
+
+class GenericNonGeoPixelwiseRegressionDataset(GenericPixelWiseDataset):
+    """Pixel-wise regression chips: ``mask`` is ``(H, W)`` float32 target values.
+
+    Label pixels equal to the label file's nodata (or NaN) become ``no_label_replace``; set the
+    task's ``ignore_index`` to the same value so they do not count in the loss.
+    """
+
+    mask_dtype = np.float32
+
+
+class GenericImageDataset(GenericPixelWiseDataset):
+    """Images only (``image`` + ``filename``): the prediction dataset of every generic datamodule."""
+
+    def __init__(self, data_root: str | Path, **kwargs: Any) -> None:
+        kwargs.pop("label_data_root", None)
+        super().__init__(data_root, None, **kwargs)

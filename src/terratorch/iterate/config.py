@@ -1,0 +1,982 @@
+"""Benchmark configs: loading, dotted overrides, the typed schema, and validation into a plan.
+
+Both layouts of API.md §8 are accepted and normalised into one :class:`BenchmarkConfig`:
+
+* backbone-centric: ``backbone: {backbone, backbone_args}`` plus task shorthands (``decoder``,
+  ``loss``, ``bands``, ``num_classes``, ``lr``, ``max_epochs``, ...);
+* defaults layout: ``defaults: {trainer_args, terratorch_task}`` merged under each task's
+  ``terratorch_task`` / ``trainer_args``.
+
+Precedence (lowest first): ``defaults`` → the task's ``terratorch_task``/``trainer_args`` → the
+task's shorthand keys (``lr``, ``loss``, ``max_epochs``, ...) → the sampled hyperparameters.
+
+:func:`build_plan` turns a config into one :class:`TaskPlan` per task and checks everything that can
+be checked without training (keys, task types, metrics, directions, search-space keys against the
+task class and model-factory signatures, importable datamodules and backbones). All problems are
+collected and raised together as one :class:`ConfigError` whose lines carry the key paths.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import importlib
+import inspect
+import json
+import os
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from terratorch.iterate import space as space_mod
+from terratorch.iterate.metrics_table import DIRECTIONS, TASK_TYPES, resolve_metric
+
+__all__ = [
+    "BenchmarkConfig",
+    "BenchmarkPlan",
+    "ConfigError",
+    "TaskPlan",
+    "TaskSpec",
+    "apply_overrides",
+    "build_plan",
+    "load_config",
+    "load_plan",
+    "parse_config",
+]
+
+# Keys that do not change what a trial computes: left out of the config hash, so raising n_trials or
+# adding repetitions continues the same benchmark instead of starting a new one.
+_HASH_EXCLUDED = ("n_trials", "run_repetitions", "description", "save_models", "test_models", "demo_data")
+_FACTORY_PREFIXES = ("backbone_", "decoder_", "head_", "aux_", "smp_")
+
+
+class ConfigError(ValueError):
+    """One or more problems in a benchmark config.
+
+    Attributes:
+        problems: ``(key path, message)`` pairs, e.g. ``("tasks[0].direction", "...")``.
+        source: The config file (or ``"<config>"``).
+    """
+
+    def __init__(self, problems: Sequence[tuple[str, str]], source: str = "<config>") -> None:
+        self.problems = list(problems)
+        self.source = source
+        count = len(self.problems)
+        lines = [f"invalid benchmark config {source} ({count} problem{'s' if count != 1 else ''}):"]
+        lines += [f"  - {path}: {message}" if path else f"  - {message}" for path, message in self.problems]
+        super().__init__("\n".join(lines))
+
+
+# ----------------------------------------------------------------------------------------------
+# Schema
+# ----------------------------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), arbitrary_types_allowed=True)
+
+
+class ClassSpec(_Strict):
+    """A class to instantiate: ``{class_path: pkg.mod.Class, init_args: {...}}``."""
+
+    class_path: str
+    init_args: dict[str, Any] = {}
+    dict_kwargs: dict[str, Any] = {}
+
+
+class BackboneSpec(_Strict):
+    """The backbone under test: a registry name or a ``{class_path, init_args}`` module."""
+
+    backbone: str | ClassSpec | None = None
+    backbone_args: dict[str, Any] = {}
+
+
+class DefaultsSpec(_Strict):
+    """Defaults merged under every task (defaults layout)."""
+
+    trainer_args: dict[str, Any] = {}
+    terratorch_task: dict[str, Any] = {}
+
+
+class DemoDataSpec(_Strict):
+    """Demo data to generate before running (when ``root`` does not exist yet)."""
+
+    task: str
+    root: str
+    n_train: int | None = None
+    n_val: int | None = None
+    n_test: int | None = None
+    size: int | None = None
+    num_bands: int | None = None
+    num_classes: int | None = None
+    seed: int | None = None
+
+
+class TaskSpec(_Strict):
+    """One downstream task of the benchmark (both layouts' keys)."""
+
+    name: str
+    type: str
+    datamodule: ClassSpec
+    metric: str | None = None
+    direction: str | None = None
+    model_factory: str | None = None
+    decoder: str | None = None
+    loss: str | list[Any] | dict[str, Any] | None = None
+    bands: list[Any] | None = None
+    num_classes: int | None = None
+    class_names: list[str] | None = None
+    max_epochs: int | None = None
+    lr: float | None = None
+    freeze_backbone: bool | None = None
+    ignore_index: int | None = None
+    backbone_args: dict[str, Any] = {}
+    decoder_args: dict[str, Any] = {}
+    head_args: dict[str, Any] = {}
+    early_stop_patience: int | None = None
+    early_prune: bool = False
+    optimization_except: list[str] = []
+    trainer_args: dict[str, Any] = {}
+    terratorch_task: dict[str, Any] = {}
+
+
+class BenchmarkConfig(_Strict):
+    """The normalised benchmark config (both layouts of API.md §8)."""
+
+    experiment_name: str
+    run_name: str | None = None
+    description: str | None = None
+    backbone: BackboneSpec | None = None
+    backbone_registration: str | list[str] | None = None
+    custom_modules_path: str | list[str] | None = None
+    defaults: DefaultsSpec = DefaultsSpec()
+    tasks: list[TaskSpec]
+    n_trials: int = 1
+    save_models: bool = False
+    storage_uri: str = "iterate_storage"
+    optuna_storage: str | None = None
+    optimization_space: dict[str, Any] = {}
+    bayesian_search: bool = True
+    run_repetitions: int = 0
+    report_on_best_val: bool = True
+    test_models: bool = False
+    seed: int = 42
+    heartbeat_interval: int = 30
+    max_retries: int = 3
+    reference_ranges: dict[str, list[float]] | None = None
+    demo_data: list[DemoDataSpec] = []
+
+    def config_hash(self) -> str:
+        """Short hash of everything that changes what trials compute (see ``_HASH_EXCLUDED``)."""
+        data = self.model_dump(mode="json", exclude=set(_HASH_EXCLUDED))
+        text = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def backbone_label(self) -> str:
+        """Human-readable backbone name for tags and reports (registry name or class path)."""
+        spec = self.backbone.backbone if self.backbone else None
+        if isinstance(spec, ClassSpec):
+            return spec.class_path
+        if spec:
+            return spec
+        for task in self.tasks:
+            for source in (task.terratorch_task, self.defaults.terratorch_task):
+                backbone = source.get("model_args", {}).get("backbone")
+                if isinstance(backbone, str):
+                    return backbone
+                if isinstance(backbone, Mapping) and "class_path" in backbone:
+                    return str(backbone["class_path"])
+        factory = self.tasks[0].model_factory or self.defaults.terratorch_task.get("model_factory")
+        return str(factory or "unknown")
+
+
+# ----------------------------------------------------------------------------------------------
+# Loading and overrides
+# ----------------------------------------------------------------------------------------------
+def load_config(path: str | os.PathLike[str], overrides: Sequence[tuple[str, str]] = ()) -> BenchmarkConfig:
+    """Read a YAML benchmark config, apply dotted overrides, and validate its schema.
+
+    Args:
+        path: The YAML file.
+        overrides: ``(dotted key, YAML value)`` pairs such as ``("defaults.trainer_args.max_epochs", "1")``.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ConfigError: YAML errors or schema problems (all of them, with key paths).
+    """
+    file = Path(path).expanduser()
+    raw = apply_overrides(_read_yaml(file, os.fspath(path)), overrides, source=str(file))
+    return parse_config(raw, source=str(file))
+
+
+def _read_yaml(file: Path, shown: str) -> dict[str, Any]:
+    if not file.is_file():
+        where = "is a directory" if file.is_dir() else "does not exist"
+        raise FileNotFoundError(f"benchmark config {shown!r} {where} (looked at {file.resolve()}).")
+    try:
+        raw = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError([("", f"not valid YAML: {error}")], source=str(file)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError([("", f"the top level must be a mapping, got {type(raw).__name__}")], str(file))
+    return raw
+
+
+def apply_overrides(
+    raw: dict[str, Any], overrides: Sequence[tuple[str, str]], source: str = "<config>"
+) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.0.c = value`` set (values parsed as YAML).
+
+    Integer path parts index lists (``tasks.0.max_epochs``). Missing mappings are created, so a
+    misspelled key is then reported by schema validation with suggestions.
+    """
+    data = copy.deepcopy(raw)
+    problems = []
+    for key, text in overrides:
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        try:
+            _set_path(data, key.split("."), value)
+        except (KeyError, IndexError, TypeError) as error:
+            problems.append((key, f"cannot apply override: {error}"))
+    if problems:
+        raise ConfigError(problems, source)
+    return data
+
+
+def _set_path(node: Any, parts: list[str], value: Any) -> None:
+    *parents, last = parts
+    for part in parents:
+        if isinstance(node, list):
+            node = node[_index(node, part)]
+        else:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                raise TypeError(f"{part!r} holds a {type(node).__name__}, not a mapping")
+    if isinstance(node, list):
+        node[_index(node, last)] = value
+    else:
+        node[last] = value
+
+
+def _index(items: list[Any], part: str) -> int:
+    if not part.lstrip("-").isdigit():
+        raise KeyError(f"{part!r} is not a list index (the list has {len(items)} items)")
+    index = int(part)
+    if not -len(items) <= index < len(items):
+        raise IndexError(f"index {index} is out of range for a list of {len(items)} items")
+    return index
+
+
+def parse_config(raw: Mapping[str, Any], source: str = "<config>") -> BenchmarkConfig:
+    """Validate the schema of an already-loaded config mapping (all problems at once)."""
+    config, problems = _parse(raw)
+    if problems or config is None:
+        raise ConfigError(_dedupe(problems), source)
+    return config
+
+
+def _parse(raw: Mapping[str, Any]) -> tuple[BenchmarkConfig | None, list[tuple[str, str]]]:
+    """Schema problems of ``raw``, and the config without its unknown keys when that part is valid."""
+    problems: list[tuple[str, str]] = []
+    cleaned = _unknown_keys(raw, BenchmarkConfig, "", problems)
+    try:
+        return BenchmarkConfig.model_validate(cleaned), problems
+    except ValidationError as error:
+        for item in error.errors():
+            problems.append((_loc(item["loc"]), _pydantic_message(item)))
+        return None, problems
+
+
+def load_plan(
+    path: str | os.PathLike[str], overrides: Sequence[tuple[str, str]] = (), check_imports: bool = True
+) -> BenchmarkPlan:
+    """Load, validate and plan a config file, reporting schema and semantic problems together.
+
+    Unknown keys do not hide the other problems: they are reported, dropped, and the remaining
+    config is checked as well.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ConfigError: Every problem found.
+    """
+    source = os.fspath(path)
+    raw = apply_overrides(_read_yaml(Path(path).expanduser(), source), overrides, source=source)
+    config, problems = _parse(raw)
+    if config is not None:
+        try:
+            plan = build_plan(config, source=source, check_imports=check_imports)
+        except ConfigError as error:
+            problems += error.problems
+        else:
+            if not problems:
+                return plan
+    raise ConfigError(_dedupe(problems), source)
+
+
+def _dedupe(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    seen: dict[tuple[str, str], None] = {}
+    for problem in problems:
+        seen.setdefault(problem, None)
+    return list(seen)
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif str(part) in ("str", "ClassSpec", "list[str]", "list[any]", "dict[str,any]"):
+            continue  # union branch names add noise to the path
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _pydantic_message(item: Mapping[str, Any]) -> str:
+    if item["type"] == "missing":
+        return "required key is missing"
+    value = item.get("input")
+    shown = repr(value) if not isinstance(value, dict | list) else type(value).__name__
+    return f"{item['msg']} (got {shown})"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """BaseModel classes appearing in a field annotation (through Optional, unions and lists)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found = []
+    for arg in typing.get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _is_list_annotation(annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if origin is list:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_list_annotation(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _unknown_keys(node: Any, model: type[BaseModel], path: str, problems: list[tuple[str, str]]) -> Any:
+    """Report keys of ``node`` that ``model`` does not define, with close matches; recurse.
+
+    Returns a copy of ``node`` without those keys, so the rest of the config can still be checked.
+    """
+    if not isinstance(node, Mapping):
+        return node
+    fields = model.model_fields
+    cleaned: dict[str, Any] = {}
+    for key, value in node.items():
+        here = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            problems.append((here, _unknown_key_message(str(key), list(fields))))
+            continue
+        annotation = fields[key].annotation
+        nested = _models_in(annotation)
+        if nested and isinstance(value, list) and _is_list_annotation(annotation):
+            value = [
+                _unknown_keys(item, nested[0], f"{here}[{index}]", problems)
+                for index, item in enumerate(value)
+            ]
+        elif nested and isinstance(value, Mapping):
+            value = _unknown_keys(value, nested[0], here, problems)
+        cleaned[key] = value
+    return cleaned
+
+
+def _unknown_key_message(key: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown key {key!r}.{hint} Valid keys: {', '.join(sorted(valid))}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Plan: one resolved, validated unit of work per task
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Route:
+    """Where a sampled hyperparameter goes: ``target`` ∈ datamodule|task|model_args|trainer."""
+
+    target: str
+    keys: tuple[str, ...]
+
+
+@dataclass
+class TaskPlan:
+    """Everything needed to train one task, with config values merged and checked.
+
+    Attributes:
+        index: Position in ``tasks`` (for key paths in messages).
+        name: Task name (unique).
+        task_type: One of :data:`terratorch.iterate.metrics_table.TASK_TYPES`.
+        task_class: Class name in :mod:`terratorch.tasks`.
+        metric: Metric optimised (current name, e.g. ``val/mIoU``).
+        direction: ``"max"`` or ``"min"``.
+        datamodule: ``{"class_path": ..., "init_args": {...}}``.
+        task_kwargs: Constructor kwargs of the task, including ``model_factory`` and ``model_args``.
+        trainer_args: ``lightning.Trainer`` kwargs.
+        early_stop_patience: Epochs without improvement of ``metric`` before stopping (None: off).
+        early_prune: Prune unpromising trials with Optuna's median pruner.
+        space: The search parameters of this task (after ``optimization_except``).
+        routes: Dotted parameter path → :class:`Route`.
+    """
+
+    index: int
+    name: str
+    task_type: str
+    task_class: str
+    metric: str
+    direction: str
+    datamodule: dict[str, Any]
+    task_kwargs: dict[str, Any]
+    trainer_args: dict[str, Any]
+    early_stop_patience: int | None = None
+    early_prune: bool = False
+    space: list[space_mod.SearchParam] = field(default_factory=list)
+    routes: dict[str, Route] = field(default_factory=dict)
+
+    def resolved(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """The fully resolved training config for sampled ``values``: datamodule, task and trainer."""
+        datamodule = copy.deepcopy(self.datamodule)
+        task_kwargs = copy.deepcopy(self.task_kwargs)
+        trainer_args = copy.deepcopy(self.trainer_args)
+        targets = {
+            "datamodule": datamodule.setdefault("init_args", {}),
+            "task": task_kwargs,
+            "model_args": task_kwargs.setdefault("model_args", {}),
+            "trainer": trainer_args,
+        }
+        for path, value in values.items():
+            route = self.routes[path]
+            _set_nested(targets[route.target], route.keys, value)
+        return {
+            "datamodule": datamodule,
+            "task": {"class": self.task_class, **task_kwargs},
+            "trainer": trainer_args,
+        }
+
+
+def _set_nested(target: dict[str, Any], keys: Sequence[str], value: Any) -> None:
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+    target[keys[-1]] = value
+
+
+@dataclass
+class BenchmarkPlan:
+    """A validated config and its task plans."""
+
+    config: BenchmarkConfig
+    tasks: list[TaskPlan]
+    source: str = "<config>"
+
+    def describe(self) -> str:
+        """The resolved plan as readable text (``--dry-run`` prints it)."""
+        cfg = self.config
+        lines = [
+            f"experiment {cfg.experiment_name!r}  backbone {cfg.backbone_label()}  seed {cfg.seed}",
+            f"storage {cfg.storage_uri}  n_trials {cfg.n_trials}  repetitions {cfg.run_repetitions}  "
+            f"sampler {'TPE' if cfg.bayesian_search else 'random'}  config hash {cfg.config_hash()}",
+        ]
+        for task in self.tasks:
+            lines.append(
+                f"task {task.name!r} ({task.task_type}, {task.task_class}): optimise {task.metric} "
+                f"({task.direction}); early_stop_patience={task.early_stop_patience} "
+                f"early_prune={task.early_prune}"
+            )
+            lines.append(f"  datamodule {task.datamodule['class_path']}")
+            factory = task.task_kwargs.get("model_factory")
+            lines.append(
+                f"  model_factory {factory}  model_args {_short(task.task_kwargs.get('model_args'))}"
+            )
+            lines.append(f"  trainer_args {_short(task.trainer_args)}")
+            for param in task.space:
+                route = task.routes[param.path]
+                where = ".".join((route.target, *route.keys))
+                if param.kind == "categorical":
+                    what = f"one of {list(param.choices)}"
+                else:
+                    what = f"{param.kind} in [{param.low}, {param.high}]" + (" (log)" if param.log else "")
+                lines.append(f"  search {param.path}: {what} -> {where}")
+            if not task.space:
+                lines.append("  search space: empty (every trial trains the same configuration)")
+        return "\n".join(lines)
+
+
+def _short(value: Any, limit: int = 160) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge: mappings merge key by key, anything else in ``override`` wins."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_class(path: str, default_modules: Sequence[str] = ()) -> Any:
+    """Import ``pkg.mod.Name``, or find a bare ``Name`` in ``default_modules``.
+
+    Raises:
+        ImportError: The module or attribute does not exist (message names both).
+    """
+    module_name, _, attr = path.rpartition(".")
+    if module_name:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as error:
+            raise ImportError(
+                f"cannot import module {module_name!r}: {type(error).__name__}: {error}"
+            ) from error
+        if not hasattr(module, attr):
+            close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ImportError(f"module {module_name!r} has no attribute {attr!r}.{hint}")
+        return getattr(module, attr)
+    for candidate in default_modules:
+        try:
+            module = importlib.import_module(candidate)
+        except ImportError:
+            continue
+        if attr in getattr(module, "__all__", ()) or hasattr(module, attr):
+            return getattr(module, attr)
+    raise ImportError(f"{path!r} is not a dotted class path and was not found in {list(default_modules)}")
+
+
+DATAMODULE_MODULES = ("terratorch.datamodules",)
+
+
+def instantiate(spec: Any, default_modules: Sequence[str] = ()) -> Any:
+    """Build ``{class_path, init_args}`` specs recursively (lists and dicts are walked)."""
+    if isinstance(spec, Mapping) and "class_path" in spec:
+        cls = resolve_class(str(spec["class_path"]), default_modules)
+        kwargs = {k: instantiate(v) for k, v in dict(spec.get("init_args") or {}).items()}
+        kwargs.update({k: instantiate(v) for k, v in dict(spec.get("dict_kwargs") or {}).items()})
+        return cls(**kwargs)
+    if isinstance(spec, Mapping):
+        return {k: instantiate(v) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [instantiate(v) for v in spec]
+    return spec
+
+
+def build_plan(
+    config: BenchmarkConfig, source: str = "<config>", check_imports: bool = True
+) -> BenchmarkPlan:
+    """Resolve and validate every task of ``config``.
+
+    Imports ``backbone_registration``/``custom_modules_path`` first (so registered backbones and
+    factories are known), then checks each task. With ``check_imports=False`` only the checks that
+    need no imports run (used by tests of the pure logic).
+
+    Raises:
+        ConfigError: Every problem found, with key paths.
+    """
+    problems: list[tuple[str, str]] = []
+    if check_imports:
+        from terratorch.iterate.tracking import check_storage
+
+        problems += [("storage_uri", message) for message in check_storage(config.storage_uri)]
+        _import_user_modules(config, problems, source)
+    names = [t.name for t in config.tasks]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(("tasks", f"task name {name!r} is used more than once; names must be unique"))
+    if not config.tasks:
+        problems.append(("tasks", "at least one task is required"))
+    for key in ("n_trials", "heartbeat_interval"):
+        if getattr(config, key) < 1:
+            problems.append((key, f"must be >= 1, got {getattr(config, key)}"))
+    if config.run_repetitions < 0:
+        problems.append(("run_repetitions", f"must be >= 0, got {config.run_repetitions}"))
+    try:
+        params = space_mod.parse_space(config.optimization_space)
+    except space_mod.SpaceError as error:
+        problems += [(f"optimization_space.{p}", m) for p, m in error.problems]
+        params = []
+    plans = []
+    for index, task in enumerate(config.tasks):
+        plan = _plan_task(config, index, task, params, problems, check_imports)
+        if plan is not None:
+            plans.append(plan)
+    if problems:
+        raise ConfigError(_dedupe(problems), source)
+    return BenchmarkPlan(config=config, tasks=plans, source=source)
+
+
+def _as_list(value: str | list[str] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _import_user_modules(config: BenchmarkConfig, problems: list[tuple[str, str]], source: str = "") -> None:
+    """Import ``custom_modules_path`` and ``backbone_registration`` (paths: working dir, else config dir)."""
+    from terratorch.registry import import_custom_modules
+
+    base = Path(source).parent if source and Path(source).is_file() else None
+    for key in ("custom_modules_path", "backbone_registration"):
+        for path in _as_list(getattr(config, key)):
+            relative = base / path if base is not None and not Path(path).is_absolute() else None
+            if relative is not None and not Path(path).exists() and relative.exists():
+                path = str(relative)  # relative to the config file when not relative to the working dir
+            try:
+                import_custom_modules(path)
+            except Exception as error:
+                problems.append((key, f"{error}"))
+
+
+def _plan_task(
+    config: BenchmarkConfig,
+    index: int,
+    task: TaskSpec,
+    params: list[space_mod.SearchParam],
+    problems: list[tuple[str, str]],
+    check_imports: bool,
+) -> TaskPlan | None:
+    where = f"tasks[{index}]"
+    if task.type not in TASK_TYPES:
+        close = difflib.get_close_matches(task.type, list(TASK_TYPES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            (f"{where}.type", f"unknown task type {task.type!r}.{hint} Valid: {sorted(TASK_TYPES)}")
+        )
+        return None
+    info = TASK_TYPES[task.type]
+    metric = _check_metric(task, where, problems)
+    direction = _check_direction(task, info.direction, where, problems)
+    task_kwargs = _task_kwargs(config, task)
+    trainer_args = deep_merge(config.defaults.trainer_args, task.trainer_args)
+    if task.max_epochs is not None:
+        trainer_args["max_epochs"] = task.max_epochs
+    if task.early_stop_patience is not None and task.early_stop_patience < 1:
+        problems.append((f"{where}.early_stop_patience", f"must be >= 1, got {task.early_stop_patience}"))
+    names = {p.path for p in params}
+    for name in task.optimization_except:
+        if name not in names and not any(n.startswith(f"{name}.") for n in names):
+            problems.append(
+                (f"{where}.optimization_except", f"{name!r} is not in optimization_space ({sorted(names)})")
+            )
+    task_space = space_mod.without(params, task.optimization_except)
+    if not task_space and config.n_trials > 1:
+        problems.append(
+            (
+                where,
+                f"task {task.name!r} has an empty search space but n_trials is {config.n_trials}: "
+                "every trial "
+                "would train the same configuration. Add optimization_space entries or set n_trials: 1.",
+            )
+        )
+    plan = TaskPlan(
+        index=index,
+        name=task.name,
+        task_type=task.type,
+        task_class=info.task_class,
+        metric=metric or info.metric,
+        direction=direction or info.direction,
+        datamodule=task.datamodule.model_dump(exclude_defaults=True),
+        task_kwargs=task_kwargs,
+        trainer_args=trainer_args,
+        early_stop_patience=task.early_stop_patience,
+        early_prune=task.early_prune,
+        space=task_space,
+    )
+    plan.datamodule.setdefault("init_args", {})
+    if check_imports:
+        _check_imports(plan, where, problems)
+    else:
+        plan.routes = {p.path: _default_route(p.path) for p in task_space}
+    return plan
+
+
+def _check_metric(task: TaskSpec, where: str, problems: list[tuple[str, str]]) -> str | None:
+    if task.metric is None:
+        return None
+    try:
+        return resolve_metric(task.metric, task.type)  # legacy names warn (DeprecationWarning)
+    except ValueError as error:
+        problems.append((f"{where}.metric", str(error)))
+        return None
+
+
+def _check_direction(task: TaskSpec, default: str, where: str, problems: list[tuple[str, str]]) -> str | None:
+    if task.direction is None:
+        return default
+    if task.direction in DIRECTIONS:
+        return task.direction
+    guess = next((d for d in DIRECTIONS if str(task.direction).lower().startswith(d)), None)
+    hint = f" Did you mean {guess!r}?" if guess else ""
+    problems.append((f"{where}.direction", f"{task.direction!r} is not valid; use 'max' or 'min'.{hint}"))
+    return None
+
+
+def _task_kwargs(config: BenchmarkConfig, task: TaskSpec) -> dict[str, Any]:
+    kwargs = deep_merge(config.defaults.terratorch_task, task.terratorch_task)
+    for key in ("loss", "lr", "freeze_backbone", "ignore_index", "class_names"):
+        value = getattr(task, key)
+        if value is not None:
+            kwargs[key] = copy.deepcopy(value)
+    if task.model_factory:
+        kwargs["model_factory"] = task.model_factory
+    kwargs.setdefault("model_factory", "EncoderDecoderFactory")
+    kwargs["model_args"] = _model_args(config, task, dict(kwargs.get("model_args") or {}))
+    return kwargs
+
+
+def _model_args(config: BenchmarkConfig, task: TaskSpec, model_args: dict[str, Any]) -> dict[str, Any]:
+    backbone_args = deep_merge(config.backbone.backbone_args if config.backbone else {}, task.backbone_args)
+    if "backbone" not in model_args and config.backbone and config.backbone.backbone is not None:
+        backbone = config.backbone.backbone
+        model_args["backbone"] = backbone.model_dump() if isinstance(backbone, ClassSpec) else backbone
+    backbone = model_args.get("backbone")
+    if isinstance(backbone, Mapping) and "class_path" in backbone:
+        # An nn.Module given by class path: backbone_args are its constructor arguments.
+        spec = dict(backbone)
+        spec["init_args"] = deep_merge(backbone_args, spec.get("init_args") or {})
+        model_args["backbone"] = spec
+    else:
+        for key, value in backbone_args.items():
+            model_args.setdefault(f"backbone_{key}", copy.deepcopy(value))
+    if task.decoder is not None:
+        model_args["decoder"] = task.decoder
+    for prefix, extra in (("decoder_", task.decoder_args), ("head_", task.head_args)):
+        for key, value in extra.items():
+            model_args.setdefault(f"{prefix}{key}", copy.deepcopy(value))
+    if task.num_classes is not None:
+        model_args["num_classes"] = task.num_classes
+    if task.bands is not None:
+        model_args.setdefault("bands", list(task.bands))  # moved to the right kwarg in _route_bands
+    return model_args
+
+
+def _route_bands(model_args: dict[str, Any], factory_params: Mapping[str, inspect.Parameter]) -> None:
+    """Give ``bands`` to the factory if it takes them, else to our backbone, else as timm ``in_chans``."""
+    if "bands" not in model_args or "bands" in factory_params:
+        return
+    bands = model_args.pop("bands")
+    backbone = model_args.get("backbone")
+    if isinstance(backbone, str):
+        from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
+
+        name = backbone.removeprefix("terratorch_")
+        if name in TERRATORCH_BACKBONE_REGISTRY:
+            model_args.setdefault("backbone_bands", bands)
+        else:
+            model_args.setdefault("backbone_in_chans", len(bands))
+
+
+def _default_route(path: str) -> Route:
+    head, *rest = path.split(".")
+    if path == "batch_size":
+        return Route("datamodule", ("batch_size",))
+    if head in ("trainer_args", "model_args", "datamodule") and rest:
+        target = {"trainer_args": "trainer", "model_args": "model_args", "datamodule": "datamodule"}[head]
+        return Route(target, tuple(rest))
+    return Route("task", tuple(path.split(".")))
+
+
+def _signature(obj: Any) -> tuple[dict[str, inspect.Parameter], bool]:
+    """Named parameters of a callable (minus self) and whether it takes ``**kwargs``."""
+    params = dict(inspect.signature(obj).parameters)
+    params.pop("self", None)
+    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    named = {
+        n: p
+        for n, p in params.items()
+        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    }
+    return named, var_kw
+
+
+def _factory_accepts(key: str, named: Mapping[str, Any], var_kw: bool) -> bool:
+    return key in named or (var_kw and key.startswith(_FACTORY_PREFIXES))
+
+
+def _check_imports(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
+    task_params = _check_task_class(plan, where, problems)
+    factory_sig = _check_factory(plan, where, problems)
+    _check_datamodule(plan, where, problems)
+    _check_trainer_args(plan, where, problems)
+    _check_backbone(plan, where, problems)
+    for param in plan.space:
+        route = _route(param.path, task_params, factory_sig)
+        if route is None:
+            problems.append(
+                (f"optimization_space.{param.path}", _route_error(param.path, plan, task_params, factory_sig))
+            )
+        else:
+            plan.routes[param.path] = route
+
+
+def _route(
+    path: str,
+    task_params: Mapping[str, Any] | None,
+    factory_sig: tuple[dict[str, Any], bool] | None,
+) -> Route | None:
+    head = path.split(".")[0]
+    default = _default_route(path)
+    if path == "batch_size" or head in ("trainer_args", "datamodule"):
+        return default
+    if head == "model_args":
+        key = default.keys[0]
+        return default if factory_sig is None or _factory_accepts(key, *factory_sig) else None
+    if task_params is None or head in task_params:
+        return default
+    if factory_sig is None:  # the factory itself is reported as a problem; do not guess here
+        return Route("model_args", tuple(path.split(".")))
+    if _factory_accepts(head, *factory_sig):
+        return Route("model_args", tuple(path.split(".")))
+    return None
+
+
+def _route_error(
+    path: str,
+    plan: TaskPlan,
+    task_params: Mapping[str, Any] | None,
+    factory_sig: tuple[dict[str, Any], bool] | None,
+) -> str:
+    factory = plan.task_kwargs.get("model_factory")
+    candidates = list(task_params or {}) + list((factory_sig or ({}, False))[0]) + ["batch_size"]
+    key = path.split(".")[-1] if path.startswith("model_args.") else path.split(".")[0]
+    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return (
+        f"{key!r} is accepted neither by {plan.task_class}.__init__ nor by {factory}.build_model (task "
+        f"{plan.name!r}).{hint} Search-space keys are task arguments (lr, optimizer_hparams.<name>, ...), "
+        "model factory arguments (or model_args.<name>, backbone_*/decoder_*/head_*), batch_size, "
+        "trainer_args.<name> or datamodule.<name>."
+    )
+
+
+def _check_task_class(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> dict[str, Any] | None:
+    try:
+        cls = resolve_class(plan.task_class, ("terratorch.tasks",))
+    except Exception as error:
+        problems.append((f"{where}.type", f"task class {plan.task_class} is not available: {error}"))
+        return None
+    named, var_kw = _signature(cls.__init__)
+    if not var_kw:
+        for key in plan.task_kwargs:
+            if key not in named:
+                problems.append(
+                    (
+                        f"{where}.terratorch_task.{key}",
+                        f"not an argument of {plan.task_class}. "
+                        + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                    )
+                )
+    return named
+
+
+def _check_factory(
+    plan: TaskPlan, where: str, problems: list[tuple[str, str]]
+) -> tuple[dict[str, Any], bool] | None:
+    from terratorch.registry import MODEL_FACTORY_REGISTRY
+
+    name = plan.task_kwargs.get("model_factory")
+    if not isinstance(name, str):
+        problems.append((f"{where}.model_factory", f"must be a registered factory name, got {name!r}"))
+        return None
+    try:
+        factory = MODEL_FACTORY_REGISTRY[name]
+    except Exception as error:
+        problems.append((f"{where}.model_factory", str(error)))
+        return None
+    build = getattr(factory, "build_model", None)
+    if build is None:
+        problems.append((f"{where}.model_factory", f"{name} has no build_model method"))
+        return None
+    named, var_kw = _signature(build)
+    named.pop("task", None)
+    model_args = plan.task_kwargs.setdefault("model_args", {})
+    _route_bands(model_args, named)
+    for key in model_args:
+        if not _factory_accepts(key, named, var_kw):
+            problems.append(
+                (
+                    f"{where}.terratorch_task.model_args.{key}",
+                    f"not accepted by {name}.build_model. "
+                    + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                )
+            )
+    return named, var_kw
+
+
+def _check_datamodule(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
+    path = plan.datamodule["class_path"]
+    try:
+        cls = resolve_class(path, DATAMODULE_MODULES)
+    except Exception as error:
+        problems.append((f"{where}.datamodule.class_path", f"cannot import datamodule: {error}"))
+        return
+    named, var_kw = _signature(cls.__init__)
+    if var_kw:
+        return
+    for key in plan.datamodule.get("init_args", {}):
+        if key not in named:
+            problems.append(
+                (
+                    f"{where}.datamodule.init_args.{key}",
+                    f"not an argument of {cls.__name__}. "
+                    + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                )
+            )
+
+
+def _check_trainer_args(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
+    from lightning import Trainer
+
+    named, _ = _signature(Trainer.__init__)
+    for key in plan.trainer_args:
+        if key not in named:
+            problems.append(
+                (
+                    f"{where}.trainer_args.{key}",
+                    "not a lightning.Trainer argument. "
+                    + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                )
+            )
+
+
+def _check_backbone(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
+    backbone = plan.task_kwargs.get("model_args", {}).get("backbone")
+    if backbone is None or not isinstance(backbone, str | Mapping):
+        return
+    if isinstance(backbone, Mapping):
+        if "class_path" not in backbone:
+            problems.append((f"{where}.backbone", "a backbone mapping needs 'class_path' (and 'init_args')"))
+            return
+        try:
+            resolve_class(str(backbone["class_path"]))
+        except Exception as error:
+            problems.append(("backbone.backbone.class_path", f"cannot import backbone class: {error}"))
+        return
+    overlay = plan.task_kwargs["model_args"].get("backbone_pretrained_cfg_overlay") or {}
+    weights = overlay.get("file") if isinstance(overlay, Mapping) else None
+    if weights and not Path(str(weights)).expanduser().exists():
+        problems.append(
+            ("backbone.backbone_args.pretrained_cfg_overlay.file",
+             f"weights file {weights!r} does not exist (looked at {Path(str(weights)).expanduser().resolve()})")
+        )
+    if plan.task_kwargs.get("model_factory") not in ("EncoderDecoderFactory", "PrithviModelFactory"):
+        return  # other factories interpret 'backbone' themselves (e.g. smp encoder names)
+    from terratorch.registry import BACKBONE_REGISTRY
+
+    try:
+        BACKBONE_REGISTRY.find_registry(backbone)
+    except Exception as error:
+        problems.append(("backbone.backbone", str(error)))

@@ -1,0 +1,631 @@
+"""The shared Lightning logic of every TerraTorch task.
+
+:class:`TerraTorchTask` builds the model (from a registered model factory or a ready module),
+freezes parts of it, turns ``loss``/``aux_loss``/``class_weights``/``ignore_index`` into a criterion,
+keeps one metric set per stage, configures optimizer and scheduler, cross-checks the model's bands
+with the datamodule's, plots validation predictions and dispatches to tiled inference. The task
+modules (``segmentation.py``, ``classification.py``, ...) only say which batch key holds the target,
+how logits become predictions and which default loss to use.
+
+Batches are dicts: ``image`` ``(B, C, H, W)`` or ``(B, C, T, H, W)``; the target under ``mask``
+(pixel-wise tasks) or ``label`` (per-image tasks); ``filename`` (list of str). Other tensor values
+(``temporal_coords``, ``location_coords``, ...) are passed to the model as keyword arguments.
+Normalisation is the datamodule's job; tasks never normalise.
+"""
+
+from __future__ import annotations
+
+import inspect
+import warnings
+from collections.abc import Mapping, Sequence
+from enum import Enum
+from typing import Any, ClassVar
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+
+from terratorch.models.model import AuxiliaryHead, ModelOutput
+from terratorch.registry import MODEL_FACTORY_REGISTRY
+from terratorch.tasks.losses import build_loss
+from terratorch.tasks.metrics import TaskMetrics
+from terratorch.tasks.optim import build_param_groups, check_optimizer_config, optimizer_factory
+
+__all__ = ["TerraTorchTask"]
+
+_TARGET_KEYS = ("image", "mask", "label")
+
+
+class TerraTorchTask(LightningModule):
+    """Base class of the fine-tuning tasks (not used directly).
+
+    Args:
+        model_args: Keyword arguments of the factory's ``build_model`` (``backbone``, ``decoder``,
+            ``num_classes``, ``backbone_*``, ...).
+        model_factory: Name of a factory in ``MODEL_FACTORY_REGISTRY`` (e.g. ``"EncoderDecoderFactory"``).
+        model: A ready model instead of ``model_factory`` + ``model_args``: an ``nn.Module`` returning a
+            :class:`~terratorch.models.model.ModelOutput` or a tensor.
+        loss: Loss name, list of names, ``{name: weight}`` or ``nn.Module`` (see
+            :mod:`terratorch.tasks.losses`); ``None`` uses the task's default.
+        aux_heads: Auxiliary decoders the factory adds to the model.
+        aux_loss: ``{aux head name: weight}``; each auxiliary output's loss (same criterion as the main
+            output) is added to the main loss with that weight.
+        class_weights: Per-class loss weights (``ce``, ``focal``, ``bce``).
+        ignore_index: Target value excluded from losses and metrics (the datamodule's
+            ``no_label_replace``).
+        lr: Learning rate.
+        optimizer: ``torch.optim`` class name or dotted path.
+        optimizer_hparams: Extra optimizer kwargs.
+        scheduler: ``torch.optim.lr_scheduler`` class name or dotted path (``None``: constant lr).
+        scheduler_hparams: Scheduler kwargs plus ``interval``, ``frequency``, ``warmup_epochs`` /
+            ``warmup_steps``, ``warmup_start_factor`` (see :mod:`terratorch.tasks.optim`).
+        freeze_backbone: Call ``model.freeze_encoder()``.
+        freeze_decoder: Call ``model.freeze_decoder()``.
+        freeze_head: Call ``model.freeze_head()``.
+        plot_on_val: Log a figure of the first validation batch every ``plot_on_val`` epochs
+            (``True`` = every epoch, ``False``/``0`` = never) to TensorBoard/MLflow loggers.
+        class_names: Class names, used in per-class metric names and plots.
+        tiled_inference_parameters: Keyword arguments of
+            :func:`terratorch.tasks.tiled_inference.tiled_inference` (``crop``, ``stride``,
+            ``batch_size``, ``blend``, ...). When set, ``predict`` runs tiled; validation and test too
+            if ``tiled_inference_on_validation`` / ``tiled_inference_on_testing``.
+        test_dataloaders_names: One name per test dataloader; metrics are logged as
+            ``test/<name>/<metric>``. Without names the first test dataloader logs ``test/<metric>`` and
+            any further one ``test/dataloader_<i>/<metric>``.
+        lr_overrides: ``{parameter-name substring: lr}`` parameter groups.
+        num_classes: Number of classes (classifying tasks). Defaults to ``model_args["num_classes"]``
+            or ``len(class_names)``; when given here it is also passed to the factory.
+        tiled_inference_on_validation: Validate with tiled inference (needs
+            ``tiled_inference_parameters``).
+        tiled_inference_on_testing: Test with tiled inference (needs ``tiled_inference_parameters``).
+    """
+
+    #: Metric/task type (see :mod:`terratorch.tasks.metrics`).
+    task_type: ClassVar[str] = ""
+    #: ``task`` passed to the model factory.
+    model_task: ClassVar[str] = ""
+    #: Batch key holding the target.
+    target_key: ClassVar[str] = "mask"
+    #: Loss family (``classification`` or ``regression``) and default loss.
+    loss_kind: ClassVar[str] = "classification"
+    default_loss: ClassVar[str] = "ce"
+    #: Whether the task predicts classes (needs ``num_classes``).
+    has_classes: ClassVar[bool] = True
+    #: Whether the output is pixel-wise (tiled inference applies).
+    pixel_wise: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        model_args: dict[str, Any] | None = None,
+        model_factory: str | None = None,
+        model: nn.Module | None = None,
+        loss: str | list[str] | dict[str, float] | nn.Module | None = None,
+        aux_heads: list[AuxiliaryHead] | None = None,
+        aux_loss: dict[str, float] | None = None,
+        class_weights: list[float] | None = None,
+        ignore_index: int | None = None,
+        lr: float = 0.001,
+        optimizer: str = "AdamW",
+        optimizer_hparams: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_hparams: dict[str, Any] | None = None,
+        freeze_backbone: bool = False,
+        freeze_decoder: bool = False,
+        freeze_head: bool = False,
+        plot_on_val: bool | int = 10,
+        class_names: list[str] | None = None,
+        tiled_inference_parameters: dict[str, Any] | None = None,
+        test_dataloaders_names: list[str] | None = None,
+        lr_overrides: dict[str, float] | None = None,
+        num_classes: int | None = None,
+        tiled_inference_on_validation: bool = False,
+        tiled_inference_on_testing: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(*self._hparam_names(loss))
+        self.model_args = dict(model_args or {})
+        self.ignore_index = ignore_index
+        self.lr = lr
+        self.optimizer = optimizer
+        self.optimizer_hparams = dict(optimizer_hparams or {})
+        self.scheduler = scheduler
+        self.scheduler_hparams = dict(scheduler_hparams or {})
+        self.lr_overrides = dict(lr_overrides or {})
+        self.plot_on_val = int(plot_on_val)
+        self.class_names = list(class_names) if class_names is not None else None
+        self.tiled_inference_parameters = tiled_inference_parameters
+        self.tiled_on_validation = tiled_inference_on_validation
+        self.tiled_on_testing = tiled_inference_on_testing
+        self.test_dataloaders_names = list(test_dataloaders_names or [])
+        self.aux_loss = dict(aux_loss or {})
+        check_optimizer_config(optimizer, self.optimizer_hparams, scheduler, self.scheduler_hparams)
+        self._check_tiled_config()
+        self.num_classes = self._resolve_num_classes(num_classes)
+        self.model = self._build_model(model, model_factory, aux_heads)
+        self._check_aux(aux_heads)
+        self._freeze(freeze_backbone, freeze_decoder, freeze_head)
+        self.criterion = self.configure_loss(loss, class_weights)
+        self.train_metrics = self.configure_metrics("train/")
+        self.val_metrics = self.configure_metrics("val/")
+        self.extra_val_metrics = nn.ModuleList()  # further validation dataloaders, created on demand
+        self.test_metrics = nn.ModuleList([self.configure_metrics(self._test_prefix(0))])
+
+    # -- construction ------------------------------------------------------------------------------
+    def _hparam_names(self, loss: Any) -> list[str]:
+        """Constructor arguments of the concrete class to save (not the ``model`` instance or a loss module).
+
+        Restricting to the concrete signature keeps ``load_from_checkpoint`` working for subclasses
+        with their own, shorter signature.
+        """
+        params = inspect.signature(type(self).__init__).parameters
+        skip = {"self", "model"} | ({"loss"} if isinstance(loss, nn.Module) else set())
+        return [n for n, p in params.items() if n not in skip and p.kind is p.POSITIONAL_OR_KEYWORD]
+
+    def _check_tiled_config(self) -> None:
+        wants_tiles = self.tiled_on_validation or self.tiled_on_testing
+        if wants_tiles and self.tiled_inference_parameters is None:
+            raise ValueError(
+                "tiled_inference_on_validation/testing need tiled_inference_parameters "
+                "(e.g. {crop: 224, stride: 192, batch_size: 16})."
+            )
+        if self.tiled_inference_parameters is not None and not self.pixel_wise:
+            raise ValueError(
+                f"{type(self).__name__} predicts one value per image; tiled_inference_parameters only apply "
+                "to pixel-wise tasks (segmentation, pixel-wise regression)."
+            )
+
+    def _resolve_num_classes(self, num_classes: int | None) -> int | None:
+        """Agree on the number of classes from the argument, ``model_args`` and ``class_names``."""
+        sources = {
+            "num_classes": num_classes,
+            "model_args.num_classes": self.model_args.get("num_classes"),
+            "len(class_names)": len(self.class_names) if self.class_names is not None else None,
+        }
+        given = {k: v for k, v in sources.items() if v is not None}
+        if not self.has_classes:
+            if num_classes is not None or self.class_names is not None:
+                raise ValueError(
+                    f"{type(self).__name__} predicts values; num_classes/class_names do not apply."
+                )
+            return None
+        if len(set(given.values())) > 1:
+            raise ValueError(f"Conflicting numbers of classes: {given}. Make them agree.")
+        if not given:
+            return None  # taken from the model after it is built
+        resolved = int(next(iter(given.values())))
+        if num_classes is not None or self.class_names is not None:
+            self.model_args.setdefault("num_classes", resolved)
+        return resolved
+
+    def _build_model(
+        self, model: nn.Module | None, model_factory: str | None, aux_heads: list[AuxiliaryHead] | None
+    ) -> nn.Module:
+        """Use ``model`` as is, or build it with the registered factory."""
+        if model is not None:
+            if model_factory is not None:
+                raise ValueError("Give either model or model_factory (+ model_args), not both.")
+            built = model
+        elif model_factory is None:
+            raise ValueError(
+                f"{type(self).__name__} needs model_factory (e.g. 'EncoderDecoderFactory') with model_args, "
+                "or a ready model."
+            )
+        else:
+            built = self.build_from_factory(model_factory, aux_heads)
+        if self.has_classes and self.num_classes is None:
+            self.num_classes = getattr(built, "num_classes", None)
+            if self.num_classes is None:
+                raise ValueError(
+                    f"{type(self).__name__} needs the number of classes: set num_classes, "
+                    "model_args.num_classes or class_names."
+                )
+        return built
+
+    def build_from_factory(self, model_factory: str, aux_heads: list[AuxiliaryHead] | None) -> nn.Module:
+        """``MODEL_FACTORY_REGISTRY.build(model_factory).build_model(task=..., **model_args)``.
+
+        ``aux_decoders`` is passed only when ``aux_heads`` is set, so minimal custom factories need
+        not accept it.
+        """
+        factory = MODEL_FACTORY_REGISTRY.build(model_factory)
+        kwargs = dict(self.model_args)
+        if aux_heads:
+            kwargs["aux_decoders"] = aux_heads
+        return factory.build_model(task=self.model_task, **kwargs)
+
+    def _check_aux(self, aux_heads: list[AuxiliaryHead] | None) -> None:
+        names = [h.name if isinstance(h, AuxiliaryHead) else h.get("name") for h in aux_heads or []]
+        unknown = [k for k in self.aux_loss if names and k not in names]
+        if unknown:
+            raise ValueError(
+                f"aux_loss names {unknown} are not auxiliary heads; aux_heads are named {names}."
+            )
+        if names and not self.aux_loss:
+            warnings.warn(
+                f"aux_heads {names} are built but aux_loss is empty, so they are not trained; "
+                "set aux_loss: {head name: weight}.",
+                stacklevel=3,
+            )
+
+    def _freeze(self, backbone: bool, decoder: bool, head: bool) -> None:
+        for flag, method in (
+            (backbone, "freeze_encoder"),
+            (decoder, "freeze_decoder"),
+            (head, "freeze_head"),
+        ):
+            if not flag:
+                continue
+            freeze = getattr(self.model, method, None)
+            if not callable(freeze):
+                option = {"freeze_encoder": "freeze_backbone"}.get(method, method)
+                raise ValueError(
+                    f"{option}=True but the model ({type(self.model).__name__}) has no {method}()."
+                )
+            freeze()
+
+    def configure_loss(self, loss: Any, class_weights: Sequence[float] | None) -> nn.Module:
+        """Build the criterion (hook; the default uses :func:`~terratorch.tasks.losses.build_loss`)."""
+        if (
+            class_weights is not None
+            and self.num_classes is not None
+            and len(class_weights) != self.num_classes
+        ):
+            raise ValueError(
+                f"class_weights has {len(class_weights)} entries for {self.num_classes} classes."
+            )
+        spec = self.default_loss if loss is None else loss
+        return build_loss(spec, self.loss_kind, ignore_index=self.ignore_index, class_weights=class_weights)
+
+    def configure_metrics(self, prefix: str) -> TaskMetrics:
+        """Metric set logged under ``prefix`` (``"val/"``, ``"test/<name>/"``, ...)."""
+        return TaskMetrics(
+            self.task_type,
+            prefix=prefix,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            class_names=self.class_names,
+        )
+
+    def _test_prefix(self, dataloader_idx: int) -> str:
+        if self.test_dataloaders_names:
+            if dataloader_idx >= len(self.test_dataloaders_names):
+                raise ValueError(
+                    f"Test dataloader {dataloader_idx} has no name: test_dataloaders_names is "
+                    f"{self.test_dataloaders_names} (one name per test dataloader)."
+                )
+            return f"test/{self.test_dataloaders_names[dataloader_idx]}/"
+        return "test/" if dataloader_idx == 0 else f"test/dataloader_{dataloader_idx}/"
+
+    def _val_metrics_for(self, dataloader_idx: int) -> TaskMetrics:
+        """``val/`` metrics for the first validation dataloader, ``val/dataloader_<i>/`` for others."""
+        if dataloader_idx == 0:
+            return self.val_metrics
+        while len(self.extra_val_metrics) < dataloader_idx:
+            prefix = f"val/dataloader_{len(self.extra_val_metrics) + 1}/"
+            self.extra_val_metrics.append(self.configure_metrics(prefix).to(self.device))
+        return self.extra_val_metrics[dataloader_idx - 1]
+
+    def _test_metrics_for(self, dataloader_idx: int) -> TaskMetrics:
+        while len(self.test_metrics) <= dataloader_idx:
+            new = self.configure_metrics(self._test_prefix(len(self.test_metrics)))
+            self.test_metrics.append(new.to(self.device))
+        return self.test_metrics[dataloader_idx]
+
+    # -- forward -----------------------------------------------------------------------------------
+    def forward(self, x: Tensor, **kwargs: Any) -> ModelOutput:
+        """Run the model; a plain tensor output is wrapped in :class:`ModelOutput`."""
+        out = self.model(x, **kwargs)
+        return out if isinstance(out, ModelOutput) else ModelOutput(output=out)
+
+    def _tiled_forward(self, image: Tensor, model_kwargs: dict[str, Any]) -> ModelOutput:
+        """Tiled inference over ``image`` with ``tiled_inference_parameters`` (no auxiliary outputs)."""
+        from terratorch.tasks.tiled_inference import tiled_inference
+
+        def forward_crops(crops: Tensor, **kwargs: Any) -> Tensor:
+            return self(crops, **kwargs).output
+
+        params = dict(self.tiled_inference_parameters or {})
+        output = tiled_inference(forward_crops, image, **params, **model_kwargs)
+        return ModelOutput(output=output)
+
+    def _unpack(
+        self, batch: Mapping[str, Any], need_target: bool = True
+    ) -> tuple[Tensor, Any, dict[str, Any]]:
+        """Split a batch into image, target and the extra tensors passed to the model."""
+        if not isinstance(batch, Mapping):
+            raise TypeError(
+                f"Batches must be dicts ({{'image': ..., {self.target_key!r}: ...}}), "
+                f"got {type(batch).__name__}."
+            )
+        if "image" not in batch:
+            raise ValueError(f"Batches must be dicts with an 'image' key; got keys {sorted(batch)}.")
+        target = batch.get(self.target_key)
+        if need_target and target is None:
+            raise ValueError(
+                f"{type(self).__name__} expects the target under {self.target_key!r}; the batch has keys "
+                f"{sorted(batch)}."
+            )
+        extra = {k: v for k, v in batch.items() if k not in _TARGET_KEYS and isinstance(v, Tensor)}
+        return batch["image"], target, extra
+
+    # -- checks ------------------------------------------------------------------------------------
+    def check_target(self, target: Tensor, stage: str, batch_idx: int, batch: Mapping[str, Any]) -> None:
+        """Reject class labels outside ``[0, num_classes)`` (other than ``ignore_index``) with a clear error.
+
+        Without this check an out-of-range label ends in an opaque index error (or a CUDA assert).
+        """
+        if not self.has_classes:
+            return
+        if target.is_floating_point():
+            raise TypeError(
+                f"{stage} batch {batch_idx}: {self.target_key} must hold integer class indices (int64), got "
+                f"{target.dtype}; files: {_filenames(batch)}. Make the dataset return int64 labels."
+            )
+        low, high = torch.aminmax(target)
+        if bool((low >= 0) & (high < self.num_classes)):
+            return  # fast path: one reduction, one sync
+        invalid = (target < 0) | (target >= self.num_classes)
+        if self.ignore_index is not None:
+            invalid &= target != self.ignore_index
+        if bool(invalid.any()):
+            values = target[invalid].unique()[:10].tolist()
+            raise ValueError(
+                f"{stage} batch {batch_idx}: {self.target_key} values {values} are outside "
+                f"[0, {self.num_classes - 1}] (num_classes={self.num_classes}, "
+                f"ignore_index={self.ignore_index}); files: {_filenames(batch)}. "
+                "Fix num_classes, or set ignore_index to the nodata label."
+            )
+
+    def _check_finite(self, loss: Tensor, stage: str, batch_idx: int, batch: Mapping[str, Any]) -> None:
+        """Stop with a :class:`FloatingPointError` naming the step instead of training on NaN."""
+        if bool(torch.isfinite(loss)):
+            return
+        image = batch["image"]
+        cause = (
+            "The input image contains NaN/inf values: set no_data_replace on the datamodule."
+            if not bool(torch.isfinite(image).all())
+            else "The inputs are finite: lower the learning rate, check the labels or clip gradients."
+        )
+        raise FloatingPointError(
+            f"{stage} loss is {loss.item()} at epoch {self.current_epoch}, global step {self.global_step}, "
+            f"batch {batch_idx} (files: {_filenames(batch)}). {cause}"
+        )
+
+    # -- loss and predictions (hooks for the task modules) -----------------------------------------
+    def compute_loss(self, output: ModelOutput, target: Tensor) -> Tensor:
+        """Main loss plus ``aux_loss``-weighted losses of auxiliary outputs present in ``output``."""
+        loss = self.criterion(output.output, target)
+        aux_outputs = output.auxiliary_heads or {}
+        for name, weight in self.aux_loss.items():
+            if name in aux_outputs:
+                loss = loss + weight * self.criterion(aux_outputs[name], target)
+            elif aux_outputs:
+                raise ValueError(
+                    f"aux_loss names {name!r} but the model's auxiliary outputs are {sorted(aux_outputs)}."
+                )
+        return loss
+
+    def to_metric_input(self, output: Tensor) -> Tensor:
+        """Model output → what :class:`TaskMetrics` expects (class indices by default)."""
+        return class_indices(output)
+
+    def to_prediction(self, output: Tensor) -> dict[str, Tensor]:
+        """Model output → ``predict_step`` entries (``prediction``, maybe ``probabilities``)."""
+        return {"prediction": class_indices(output)}
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _step(
+        self, batch: Mapping[str, Any], batch_idx: int, stage: str, metrics: TaskMetrics, tiled: bool = False
+    ) -> tuple[Tensor, ModelOutput]:
+        image, target, extra = self._unpack(batch)
+        self.check_target(target, stage, batch_idx, batch)
+        output = self._tiled_forward(image, extra) if tiled else self(image, **extra)
+        loss = self.compute_loss(output, target)
+        self._check_finite(loss, stage, batch_idx, batch)
+        self.log_loss(f"{metrics.prefix}loss", loss, stage, batch_size=image.shape[0])
+        metrics.update(self.to_metric_input(output.output.detach()), target)
+        return loss, output
+
+    def log_loss(self, name: str, loss: Tensor, stage: str, batch_size: int) -> None:
+        """Log a loss: per step while training, as an epoch mean in validation/test."""
+        on_step = stage == "train"
+        self.log(
+            name,
+            loss,
+            on_step=on_step,
+            on_epoch=not on_step,
+            prog_bar=True,
+            batch_size=batch_size,
+            add_dataloader_idx=False,
+            sync_dist=not on_step,
+        )
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        """One optimisation step; logs ``train/loss``."""
+        loss, _ = self._step(batch, batch_idx, "train", self.train_metrics)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Logs ``val/loss`` (``val/dataloader_<i>/loss`` for further dataloaders); metrics are logged
+        at epoch end. Plots the first batch of the first dataloader if configured."""
+        metrics = self._val_metrics_for(dataloader_idx)
+        loss, output = self._step(batch, batch_idx, "val", metrics, tiled=self.tiled_on_validation)
+        if batch_idx == 0 and dataloader_idx == 0 and self._should_plot():
+            self._plot_batch(batch, output.output)
+        return loss
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Logs ``test/loss`` (or ``test/<dataloader name>/loss``)."""
+        metrics = self._test_metrics_for(dataloader_idx)
+        loss, _ = self._step(batch, batch_idx, "test", metrics, tiled=self.tiled_on_testing)
+        return loss
+
+    def predict_step(
+        self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, Any]:
+        """Predict a batch (tiled when ``tiled_inference_parameters`` is set).
+
+        Returns:
+            ``{"prediction": Tensor, "filename": list[str] | None}`` plus task-specific entries
+            (e.g. ``probabilities`` for classification).
+        """
+        image, _, extra = self._unpack(batch, need_target=False)
+        tiled = self.tiled_inference_parameters is not None
+        output = self._tiled_forward(image, extra) if tiled else self(image, **extra)
+        result: dict[str, Any] = self.to_prediction(output.output)
+        result["filename"] = batch.get("filename")
+        return result
+
+    # -- epoch ends --------------------------------------------------------------------------------
+    def _log_metrics(self, metrics: TaskMetrics) -> None:
+        values = metrics.compute()
+        if values:
+            self.log_dict(values, add_dataloader_idx=False)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training metrics."""
+        self._log_metrics(self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the epoch's validation metrics (of every validation dataloader)."""
+        for metrics in [self.val_metrics, *self.extra_val_metrics]:
+            self._log_metrics(metrics)
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test metrics of every test dataloader."""
+        for metrics in self.test_metrics:
+            self._log_metrics(metrics)
+
+    # -- optimisation ------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Optimizer (+ scheduler) from the task arguments; see :mod:`terratorch.tasks.optim`.
+
+        A LightningCLI ``optimizer:``/``lr_scheduler:`` section replaces this method.
+        """
+        groups = build_param_groups(self.named_parameters(), self.lr, self.lr_overrides)
+        if not groups:
+            raise ValueError("No trainable parameters: freeze_backbone/decoder/head froze the whole model.")
+        return optimizer_factory(
+            self.optimizer,
+            self.lr,
+            groups,
+            optimizer_hparams=self.optimizer_hparams,
+            scheduler=self.scheduler,
+            monitor="val/loss",
+            scheduler_hparams=self.scheduler_hparams,
+        )
+
+    # -- setup: band cross-check -------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        """Check that the model's bands equal the datamodule's ``output_bands`` (order matters)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        check_bands(self.model_args, datamodule)
+
+    # -- plotting ----------------------------------------------------------------------------------
+    def _should_plot(self) -> bool:
+        if self.plot_on_val <= 0 or self._trainer is None or self.trainer.sanity_checking:
+            return False
+        if self.current_epoch % self.plot_on_val != 0:
+            return False
+        return any(_figure_logger_kind(logger) for logger in self.loggers)
+
+    def _plot_batch(self, batch: Mapping[str, Any], output: Tensor) -> None:
+        """Log a figure (image, target, prediction) of the first sample to TensorBoard/MLflow."""
+        from terratorch.tasks.plotting import plot_sample
+
+        preds = self.to_prediction(output.detach())["prediction"]
+        datamodule = getattr(self.trainer, "datamodule", None)
+        figure = plot_sample(
+            image=batch["image"][0],
+            target=batch.get(self.target_key)[0] if batch.get(self.target_key) is not None else None,
+            prediction=preds[0],
+            task_type=self.task_type,
+            class_names=self.class_names,
+            num_classes=self.num_classes,
+            ignore_index=self.ignore_index,
+            rgb_indices=_rgb_indices(datamodule),
+            title=f"epoch {self.current_epoch}",
+        )
+        self._log_figure(figure, "val/prediction")
+
+    def _log_figure(self, figure: Any, tag: str) -> None:
+        for logger in self.loggers:
+            kind = _figure_logger_kind(logger)
+            if kind == "tensorboard":
+                logger.experiment.add_figure(tag, figure, global_step=self.global_step, close=False)
+            elif kind == "mlflow":
+                name = f"{tag}_epoch_{self.current_epoch:04d}.png"
+                logger.experiment.log_figure(logger.run_id, figure, name)
+
+
+def class_indices(logits: Tensor) -> Tensor:
+    """Index of the largest logit along dim 1, ``(B, C, ...)`` → ``(B, ...)`` int64.
+
+    Same result as ``argmax(dim=1)`` (first maximum wins) but ``max(dim=1).indices`` is several
+    times faster on CPU for channel-first maps.
+    """
+    return logits.max(dim=1).indices
+
+
+def _figure_logger_kind(logger: Any) -> str | None:
+    from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger
+
+    if isinstance(logger, TensorBoardLogger):
+        return "tensorboard"
+    if isinstance(logger, MLFlowLogger):
+        return "mlflow"
+    return None
+
+
+def _filenames(batch: Mapping[str, Any], limit: int = 4) -> list[str] | str:
+    names = batch.get("filename")
+    if not names:
+        return "(unknown)"
+    names = [str(n) for n in names]
+    return names[:limit] + ([f"... {len(names) - limit} more"] if len(names) > limit else [])
+
+
+def _band_name(band: Any) -> Any:
+    if isinstance(band, Enum):
+        return band.value
+    return band
+
+
+def check_bands(model_args: Mapping[str, Any], datamodule: Any) -> None:
+    """Raise when the model's bands differ from ``datamodule.output_bands``.
+
+    The model's bands are ``model_args["bands"]`` or ``model_args["backbone_bands"]``. Named bands
+    must match exactly and in order; when either side lists band indices instead of names only the
+    number of bands is compared (indices say nothing about which band the model expects).
+
+    Raises:
+        ValueError: Showing both lists.
+    """
+    model_bands = model_args.get("bands") or model_args.get("backbone_bands")
+    data_bands = getattr(datamodule, "output_bands", None) if datamodule is not None else None
+    if not model_bands or not data_bands:
+        return
+    model_list = [_band_name(b) for b in model_bands]
+    data_list = [_band_name(b) for b in data_bands]
+    named = all(isinstance(b, str) for b in model_list + data_list)
+    if (named and model_list != data_list) or len(model_list) != len(data_list):
+        raise ValueError(
+            "The model's bands differ from the datamodule's output_bands (order matters):\n"
+            f"  model bands:             {model_list}\n"
+            f"  datamodule output_bands: {data_list}\n"
+            "Make model_args.bands (or backbone_bands) and the datamodule's output_bands the same list."
+        )
+
+
+def _rgb_indices(datamodule: Any) -> list[int] | None:
+    """Indices of red, green, blue in the datamodule's bands (``rgb_indices`` attribute or band names)."""
+    if datamodule is None:
+        return None
+    explicit = getattr(datamodule, "rgb_indices", None)
+    if explicit is not None:
+        return list(explicit)
+    bands = [str(_band_name(b)).upper() for b in getattr(datamodule, "output_bands", None) or []]
+    if all(name in bands for name in ("RED", "GREEN", "BLUE")):
+        return [bands.index("RED"), bands.index("GREEN"), bands.index("BLUE")]
+    return None

@@ -1,0 +1,115 @@
+"""Prithvi masked autoencoders: registry, masking, loss, reconstruction layout, weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from terratorch.models.backbones.prithvi_mae import PrithviMAE
+from terratorch.registry import BACKBONE_REGISTRY, FULL_MODEL_REGISTRY
+from terratorch.registry.manifest import PRITHVI_VARIANTS
+
+
+def tiny_mae(**kwargs):
+    options = {
+        "img_size": 32,
+        "depth": 2,
+        "decoder_depth": 1,
+        "decoder_embed_dim": 64,
+        "decoder_num_heads": 4,
+    }
+    options.update(kwargs)
+    return FULL_MODEL_REGISTRY.build("prithvi_eo_tiny_mae", **options)
+
+
+@pytest.mark.parametrize("variant", list(PRITHVI_VARIANTS))
+def test_every_variant_has_a_mae(variant):
+    arch = PRITHVI_VARIANTS[variant]
+    with torch.device("meta"):
+        model = FULL_MODEL_REGISTRY.build(f"{variant}_mae", num_frames=2)
+        loss, pred, mask = model(torch.empty(1, 6, 2, 224, 224))
+    tokens = 2 * (224 // arch["patch_size"]) ** 2
+    assert isinstance(model, PrithviMAE)
+    assert loss.shape == () and mask.shape == (1, tokens)
+    assert pred.shape == (1, tokens, arch["patch_size"] ** 2 * 6)
+
+
+def test_forward_masks_the_requested_share_and_trains():
+    torch.manual_seed(0)
+    model = tiny_mae(mask_ratio=0.75)
+    x = torch.randn(3, 6, 32, 32)
+    loss, pred, mask = model(x)
+    assert pred.shape == (3, 4, 16 * 16 * 6)
+    assert mask.sum(dim=1).tolist() == [3.0, 3.0, 3.0]
+    loss.backward()
+    assert model.encoder.patch_embed.proj.weight.grad is not None
+    assert model.decoder.decoder_pred.weight.grad is not None
+
+
+def test_loss_is_mse_over_masked_tubelets_only():
+    torch.manual_seed(1)
+    model = tiny_mae(num_frames=2)
+    x = torch.randn(2, 6, 2, 32, 32)
+    loss, pred, mask = model(x, mask_ratio=0.5)
+    target = model.patchify(x)
+    per_token = ((pred - target) ** 2).mean(dim=-1)
+    torch.testing.assert_close(loss, per_token[mask.bool()].mean())
+
+
+def test_patchify_layout_and_inverse():
+    model = tiny_mae(num_frames=2)
+    x = torch.randn(1, 6, 2, 32, 32)
+    patches = model.patchify(x)
+    assert patches.shape == (1, 2 * 2 * 2, 16 * 16 * 6)
+    # token (t=1, row=0, col=1), pixel (y=3, x=5), band 4
+    assert patches[0, 1 * 4 + 0 * 2 + 1, (3 * 16 + 5) * 6 + 4] == x[0, 4, 1, 3, 16 + 5]
+    assert torch.equal(model.unpatchify(patches, (2, 2, 2)), x)
+
+
+def test_coordinates_change_the_reconstruction():
+    model = FULL_MODEL_REGISTRY.build(
+        "prithvi_eo_v2_tiny_tl_mae",
+        img_size=32,
+        depth=1,
+        decoder_depth=1,
+        decoder_embed_dim=64,
+        decoder_num_heads=4,
+    )
+    x = torch.randn(1, 6, 32, 32)
+    dates, where = torch.tensor([[[2019.0, 120.0]]]), torch.tensor([[40.0, -3.0]])
+    torch.manual_seed(5)
+    _, plain, _ = model(x)
+    torch.manual_seed(5)
+    _, with_coords, _ = model(x, temporal_coords=dates, location_coords=where)
+    assert not torch.allclose(plain, with_coords)
+
+
+def test_full_checkpoint_round_trip_and_encoder_reuse(tmp_path):
+    torch.manual_seed(2)
+    source = tiny_mae()
+    torch.save(source.state_dict(), tmp_path / "mae.pt")
+    copy = tiny_mae(ckpt_path=tmp_path / "mae.pt")
+    for key, value in source.state_dict().items():
+        assert torch.equal(copy.state_dict()[key], value), key
+    backbone = BACKBONE_REGISTRY.build("prithvi_eo_tiny", img_size=32, depth=2, ckpt_path=tmp_path / "mae.pt")
+    for key, value in source.encoder.state_dict().items():
+        assert torch.equal(backbone.state_dict()[key], value), key
+
+
+def test_band_remapping_at_both_ends(tmp_path):
+    source = tiny_mae()
+    torch.save(source.state_dict(), tmp_path / "mae.pt")
+    target = tiny_mae(bands=["SWIR_2", "BLUE"], ckpt_path=tmp_path / "mae.pt")
+    assert torch.equal(
+        target.encoder.patch_embed.proj.weight[:, 0], source.encoder.patch_embed.proj.weight[:, 5]
+    )
+    old = source.decoder.decoder_pred.weight.reshape(256, 6, -1)
+    new = target.decoder.decoder_pred.weight.reshape(256, 2, -1)
+    assert torch.equal(new[:, 0], old[:, 5]) and torch.equal(new[:, 1], old[:, 0])
+    old_bias = source.decoder.decoder_pred.bias.reshape(256, 6)
+    assert torch.equal(target.decoder.decoder_pred.bias.reshape(256, 2)[:, 1], old_bias[:, 0])
+
+
+def test_mask_ratio_must_leave_tokens():
+    with pytest.raises(ValueError, match=r"mask_ratio must leave at least one of 4 tokens, got 1.0"):
+        tiny_mae()(torch.randn(1, 6, 32, 32), mask_ratio=1.0)
