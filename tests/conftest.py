@@ -29,10 +29,17 @@ def restore_registries():
     saved_sources = [(m, dict(m._sources)) for m in multi]
     yield
     for r, entries, lazy, meta in saved:
+        current = dict(r._entries)
         r._entries.clear()
         r._entries.update(entries)
         r._lazy.clear()
         r._lazy.update(lazy)
+        # Built-ins resolved during the test stay resolved: their module is imported for good.
+        for name, module in lazy.items():
+            loaded = current.get(name)
+            if loaded is not None and getattr(loaded, "__module__", None) == module:
+                r._entries[name] = loaded
+                del r._lazy[name]
         r._metadata.clear()
         r._metadata.update(meta)
     for m, sources in saved_sources:

@@ -21,7 +21,7 @@ from terratorch.__main__ import main as terratorch_main
 from terratorch.cli_tools import build_lightning_cli, custom_module_paths, explain_parse_error
 from terratorch.datasets.demo import make_demo_dataset, make_demo_scene
 
-BACKBONE_MODULE = '''
+BACKBONE_MODULE = """
 from torch import nn
 from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
 
@@ -37,7 +37,7 @@ class {name}(nn.Module):
     def forward(self, x):
         a = self.conv1(x).relu()
         return [a, self.conv2(a).relu()]
-'''
+"""
 
 
 @pytest.fixture(autouse=True)
@@ -45,10 +45,11 @@ def lightning_logs_to_current_stderr():
     """Point Lightning's log handlers at this test's ``sys.stderr`` (capsys swaps it per test)."""
     import logging
 
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("lightning")]
+    for name in names:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler):
-                handler.setStream(sys.stderr)
+                handler.stream = sys.stderr  # not setStream(): it flushes the closed old stream
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +262,10 @@ def test_predict_tiled_in_memory_and_streaming_agree(demo, workdir, capsys):
     args = ["predict", "-c", path, "--predict_output_dir", "stream", "--predict_streaming", "true"]
     code, _, err = run_cli(args, capsys)
     assert code == 0, err
-    with rasterio.open(workdir / "memory" / "big_img_pred.tif") as a, rasterio.open(workdir / "stream" / "big_img_pred.tif") as b:
+    with (
+        rasterio.open(workdir / "memory" / "big_img_pred.tif") as a,
+        rasterio.open(workdir / "stream" / "big_img_pred.tif") as b,
+    ):
         assert (a.height, a.width) == (b.height, b.width) == (80, 72)
         assert a.transform == b.transform and a.crs == b.crs
         agreement = (a.read(1) == b.read(1)).mean()
@@ -331,7 +335,9 @@ def test_unknown_task_argument_lists_arguments(demo, workdir, capsys):
 
 def test_unknown_transform_argument(demo, workdir, capsys):
     config = make_config(demo, workdir)
-    config["data"]["init_args"]["train_transform"] = [{"class_path": "albumentations.HorizontalFlip", "init_args": {"q": 1}}]
+    config["data"]["init_args"]["train_transform"] = [
+        {"class_path": "albumentations.HorizontalFlip", "init_args": {"q": 1}}
+    ]
     err = bad_run(demo, workdir, capsys, config)
     assert "data.init_args.train_transform: HorizontalFlip does not take an argument 'q'" in err
 
@@ -340,7 +346,10 @@ def test_unknown_class_name_suggests(demo, workdir, capsys):
     config = make_config(demo, workdir)
     config["model"]["class_path"] = "SemanticSegmentationTsk"
     err = bad_run(demo, workdir, capsys, config)
-    assert "model.class_path: unknown class 'SemanticSegmentationTsk'. Did you mean: SemanticSegmentationTask?" in err
+    assert (
+        "model.class_path: unknown class 'SemanticSegmentationTsk'. Did you mean: SemanticSegmentationTask?"
+        in err
+    )
 
 
 @pytest.mark.parametrize(
@@ -368,7 +377,9 @@ def test_missing_files(demo, workdir, capsys):
     config["data"]["init_args"]["train_data_root"] = "no/such/dir"
     err = bad_run(demo, workdir, capsys, config)
     assert "FileNotFoundError: train_data_root" in err and "no/such/dir" in err
-    err = bad_run(demo, workdir, capsys, make_config(demo, workdir), "--ckpt_path", "missing.ckpt", command="validate")
+    err = bad_run(
+        demo, workdir, capsys, make_config(demo, workdir), "--ckpt_path", "missing.ckpt", command="validate"
+    )
     assert "ckpt_path: checkpoint file 'missing.ckpt' does not exist" in err
 
 
@@ -405,4 +416,6 @@ def test_explain_parse_error_strips_union_noise():
         "  Subtypes: [<class 'list'>, <class 'NoneType'>]\n  Errors:\n    - something specific is wrong\n"
         "    - Expected a <class 'NoneType'>\n  Given value type: <class 'str'>\n  Given value: x"
     )
-    assert explain_parse_error(message) == 'Parser key "trainer.callbacks":\n    - something specific is wrong'
+    assert (
+        explain_parse_error(message) == 'Parser key "trainer.callbacks":\n    - something specific is wrong'
+    )

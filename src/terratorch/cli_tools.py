@@ -138,8 +138,14 @@ def _import_class_modules() -> None:
 # ----------------------------------------------------------------------------- the LightningCLI subclass
 
 
-def _cli_class() -> type:
-    """Build :class:`TerraTorchCLI` (Lightning is imported only when a command runs)."""
+def _cli_class(only: Sequence[str] | None = None) -> type:
+    """Build :class:`TerraTorchCLI` (Lightning is imported only when a command runs).
+
+    Args:
+        only: Subcommands to build parsers for (default: all). Each LightningCLI subcommand parser
+            introspects the Trainer, task and datamodule signatures, so building just the one that
+            runs keeps ``terratorch fit --help`` fast.
+    """
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -181,6 +187,11 @@ def _cli_class() -> type:
                 help="predict: stream each input GeoTIFF from disk to disk with the task's "
                 "tiled_inference_parameters (for scenes too large for memory).",
             )
+
+        def subcommands(self) -> dict[str, set[str]]:  # type: ignore[override]
+            """LightningCLI's subcommands, restricted to ``only``."""
+            every = LightningCLI.subcommands()
+            return {k: v for k, v in every.items() if only is None or k in only}
 
         def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
             """Parse; a jsonargparse error becomes a :class:`ConfigError` listing the valid keys."""
@@ -248,7 +259,8 @@ def _cli_class() -> type:
         def predict(self, **kwargs: Any) -> Any:
             """``trainer.predict`` (writer callback attached), or disk-to-disk streaming."""
             if not self._setting("predict_streaming"):
-                kwargs.setdefault("return_predictions", False)
+                if kwargs.get("return_predictions") is None:  # the writer has them; do not keep all in memory
+                    kwargs["return_predictions"] = False
                 return self.trainer.predict(**kwargs)
             from terratorch.cli.prediction_writer import stream_predict
 
@@ -298,25 +310,24 @@ def build_lightning_cli(args: Sequence[str] | dict[str, Any] | None = None, run:
     argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else []
     import_custom_modules_from_args(argv)
     _import_class_modules()
-    cli_class = _cli_class()
+    requested = argv[0] if run and argv and argv[0] in LIGHTNING_SUBCOMMANDS else None
+    cli_class = _cli_class(only=(requested,) if requested else None)
     return cli_class(
         model_class=None,
         datamodule_class=None,
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs=_parser_kwargs(run),
+        parser_kwargs=_parser_kwargs((requested,) if requested else LIGHTNING_SUBCOMMANDS if run else ()),
         args=argv if not isinstance(args, dict) else args,
         run=run,
     )
 
 
-def _parser_kwargs(run: bool) -> dict[str, Any]:
-    """Parsers that raise instead of exiting, so errors are reported by :func:`_report_parse_error`."""
-    if not run:
-        return {"exit_on_error": False}
+def _parser_kwargs(subcommands: Sequence[str]) -> dict[str, Any]:
+    """Parsers that raise instead of exiting, so errors are reported by :func:`explain_parse_error`."""
     kwargs: dict[str, Any] = {"exit_on_error": False}
-    for name in LIGHTNING_SUBCOMMANDS:
+    for name in subcommands:
         kwargs[name] = {"exit_on_error": False}
     return kwargs
 

@@ -114,7 +114,9 @@ def test_segmentation_example_predicts_with_its_checkpoint(trained_segmentation,
 
 def test_regression_example_runs(in_scratch):
     scratch(in_scratch, "pixel_regression", n_train=8, n_val=4, n_test=4)
-    cli = build_lightning_cli(["fit", "-c", "examples/finetune/regression_unet.yaml", "--trainer.max_epochs", "1"])
+    cli = build_lightning_cli(
+        ["fit", "-c", "examples/finetune/regression_unet.yaml", "--trainer.max_epochs", "1"]
+    )
     metrics = cli.trainer.callback_metrics
     assert torch.isfinite(metrics["val/RMSE"]) and torch.isfinite(metrics["val/loss"])
     assert (in_scratch / "output/regression/logs/run/checkpoints/last.ckpt").is_file()
@@ -157,7 +159,9 @@ def test_custom_backbone_example_runs(in_scratch):
     scratch(in_scratch, "segmentation", n_train=8, n_val=4, n_test=2)
     _forget_custom_modules()  # another test may have imported a different package of that name
     try:
-        cli = build_lightning_cli(["fit", "-c", "examples/finetune/custom_backbone.yaml", "--trainer.max_epochs", "1"])
+        cli = build_lightning_cli(
+            ["fit", "-c", "examples/finetune/custom_backbone.yaml", "--trainer.max_epochs", "1"]
+        )
         assert type(cli.model.model.encoder).__name__ == "small_cnn"
         assert torch.isfinite(cli.trainer.callback_metrics["val/mIoU"])
     finally:

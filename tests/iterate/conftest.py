@@ -172,8 +172,14 @@ def fake_training(monkeypatch):
                 raise FloatingPointError(f"loss is NaN at lr={resolved['task']['lr']}")
             value = fake_value(resolved)
             for epoch in range(2):
+                epoch_value = value - 0.1 * (1 - epoch)
                 if on_epoch is not None:
-                    on_epoch(epoch, {metric: value - 0.1 * (1 - epoch), "val/loss": 1.0 - value})
+                    on_epoch(epoch, {metric: epoch_value, "val/loss": 1.0 - value})
+                stub = SimpleNamespace(
+                    sanity_checking=False, current_epoch=epoch, callback_metrics={metric: epoch_value}
+                )
+                for callback in kwargs.get("extra_callbacks", ()):
+                    callback.on_validation_end(stub, None)  # PruningCallback may raise TrialPruned
             test_metrics = {metric.replace("val/", "test/"): value - 0.05, "test/loss": 0.5} if test else {}
             return trial.TrainingResult(
                 value=value,

@@ -30,6 +30,24 @@ def _load(path: Path):
 
 
 @pytest.fixture
+def loaded_builtins():
+    """Import the built-in factories/decoders/necks now, so ``restore_registries`` snapshots them.
+
+    (A lazy entry whose module was imported during a test would be lost by the restore: the module
+    stays imported and is not re-executed.)
+    """
+    from terratorch import registry
+
+    for reg in (
+        registry.MODEL_FACTORY_REGISTRY,
+        registry.TERRATORCH_DECODER_REGISTRY,
+        registry.TERRATORCH_NECK_REGISTRY,
+    ):
+        for name in list(reg._lazy):
+            reg[name]
+
+
+@pytest.fixture
 def workdir(tmp_path, monkeypatch, mlflow_template):
     """A working directory like the repository root (examples/ linked), with a ready MLflow store."""
     import shutil
@@ -57,7 +75,7 @@ def _task_runs(store: Path, experiment: str) -> list:
         ("d_custom_factory/benchmark.yaml", "new_backbone_d_factory"),
     ],
 )
-def test_example_runs_end_to_end(config, experiment, workdir, restore_registries):
+def test_example_runs_end_to_end(config, experiment, workdir, loaded_builtins, restore_registries):
     if config.startswith("a_"):
         _load(EXAMPLES / "a_new_weights" / "make_weights.py").main("weights/resnet18_custom.pth")
     argv = ["--config", f"examples/new_backbone/{config}", *REDUCED, "--storage_uri", str(workdir / "store")]
@@ -93,7 +111,7 @@ def test_swin3d_backbone_contract():
     assert backbone(torch.randn(1, 3, 32, 32))[0].shape == (1, 1, 8, 8, 8)  # single frame input
 
 
-def test_timm_registration_and_custom_factory(restore_registries):
+def test_timm_registration_and_custom_factory(loaded_builtins, restore_registries):
     """(c) the timm-registered CNN gives features; (d) the factory is found in MODEL_FACTORY_REGISTRY."""
     import timm
 
@@ -108,4 +126,6 @@ def test_timm_registration_and_custom_factory(restore_registries):
     )
     assert model(torch.zeros(2, 6, 32, 32)).output.shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match="segmentation models only"):
-        MODEL_FACTORY_REGISTRY.build("TinyUNetFactory").build_model("classification", in_channels=6, num_classes=3)
+        MODEL_FACTORY_REGISTRY.build("TinyUNetFactory").build_model(
+            "classification", in_channels=6, num_classes=3
+        )

@@ -198,3 +198,25 @@ def test_parent_run_id_must_be_a_benchmark_run(raw, fake_training):
         _run(raw, parent_run_id=task_run)
     again, _, _ = _run(raw, parent_run_id=first.benchmark_run_id)
     assert again.benchmark_run_id == first.benchmark_run_id
+
+
+def test_pruning_watches_the_task_metric(raw, fake_training):
+    raw["run_repetitions"] = 0
+    raw["n_trials"] = 8
+    raw["tasks"][0]["early_prune"] = True
+    outcome, lines, runner = _run(raw)
+    trials = _runs(runner, "trial")
+    pruned = [t for t in trials if t.data.tags["terratorch.status"] == "pruned"]
+    assert len(trials) == 8 and pruned  # pruned trials count towards n_trials
+    assert all(t.info.status == "FINISHED" for t in pruned)
+    assert outcome.tasks[0].n_pruned == len(pruned) and outcome.tasks[0].status == "finished"
+    assert any(re.search(r"value=pruned@epoch1 ", line) for line in lines)
+    finished = [
+        t.data.metrics["trial_value"] for t in trials if t.data.tags["terratorch.status"] == "finished"
+    ]
+    assert outcome.tasks[0].best_value == pytest.approx(max(finished))
+    # pruned trials were worse than the median at epoch 1: pruning compares val/mIoU in the max direction
+    study = runner._study(runner.plan.tasks[0], outcome.benchmark_run_id)
+    for trial in study.trials:
+        if trial.state.name == "PRUNED":
+            assert trial.intermediate_values[1] < max(finished)

@@ -214,3 +214,12 @@ def test_timm_kwargs_reach_timm():
 def test_misspelled_timm_name_suggests():
     with pytest.raises(InvalidModelError, match="timm_resnet18"):
         BACKBONE_REGISTRY.build("timm_resnt18")
+
+
+def test_restore_fixture_keeps_builtins_resolved_during_a_test(restore_registries):
+    # Resolving a lazy built-in inside a test that restores registries must not break later lookups.
+    assert MODEL_FACTORY_REGISTRY["FullModelFactory"].__name__ == "FullModelFactory"
+
+
+def test_builtin_still_resolvable_after_restore():
+    assert MODEL_FACTORY_REGISTRY["FullModelFactory"].__name__ == "FullModelFactory"

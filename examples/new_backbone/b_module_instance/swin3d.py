@@ -128,7 +128,9 @@ class Swin3DBackbone(nn.Module):
         window_size: Sequence[int] = (2, 4, 4),
     ) -> None:
         super().__init__()
-        self.patch_embed = nn.Conv3d(in_chans, embed_dim, kernel_size=tuple(patch_size), stride=tuple(patch_size))
+        self.patch_embed = nn.Conv3d(
+            in_chans, embed_dim, kernel_size=tuple(patch_size), stride=tuple(patch_size)
+        )
         self.embed_norm = nn.LayerNorm(embed_dim)
         self.stages = nn.ModuleList()
         self.merges = nn.ModuleList()

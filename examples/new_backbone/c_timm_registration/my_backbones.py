@@ -10,7 +10,7 @@ uses it to return those maps.
 from __future__ import annotations
 
 import torch
-from timm.models import build_model_with_cfg, register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
 __all__ = ["TinyGeoCNN", "tiny_geo_cnn"]
@@ -37,7 +37,9 @@ class TinyGeoCNN(nn.Module):
         widths: Channels per stage.
     """
 
-    def __init__(self, in_chans: int = 3, num_classes: int = 0, widths: tuple[int, ...] = (16, 32, 64, 96)) -> None:
+    def __init__(
+        self, in_chans: int = 3, num_classes: int = 0, widths: tuple[int, ...] = (16, 32, 64, 96)
+    ) -> None:
         super().__init__()
         chans = [in_chans, *widths]
         self.stages = nn.Sequential(*[_block(chans[i], chans[i + 1]) for i in range(len(widths))])
@@ -52,6 +54,13 @@ class TinyGeoCNN(nn.Module):
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(self.stages(x), 1), 1))
 
 
+# Pretrained configs by model name; register_model reads ``default_cfgs`` of this module. Users with
+# weights would put ``file=`` (or ``hf_hub_id=``) here; there are none, so pretrained=True cannot load.
+default_cfgs = generate_default_cfgs(
+    {"tiny_geo_cnn": {"url": "", "num_classes": 0, "input_size": (3, 64, 64), "first_conv": "stages.0.0"}}
+)
+
+
 @register_model
 def tiny_geo_cnn(pretrained: bool = False, **kwargs) -> TinyGeoCNN:
     """timm entry point: ``timm.create_model("tiny_geo_cnn", ...)``."""
@@ -60,7 +69,6 @@ def tiny_geo_cnn(pretrained: bool = False, **kwargs) -> TinyGeoCNN:
         TinyGeoCNN,
         "tiny_geo_cnn",
         pretrained,
-        pretrained_cfg={"url": "", "num_classes": 0, "input_size": (3, 64, 64), "first_conv": "stages.0.0"},
         feature_cfg={"flatten_sequential": True, "out_indices": tuple(range(len(widths)))},
         **kwargs,
     )

@@ -87,30 +87,35 @@ class GenericGeoTIFFDataset(Dataset):
         steps = count // per_step if self.expand_temporal_dimension else 1
         return [step * per_step + pos + 1 for step in range(steps) for pos in self.band_positions]
 
-    def load_image(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    def load_image(self, path: Path, *, with_nodata: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """Read one image file.
+
+        Args:
+            path: the image.
+            with_nodata: also return the nodata mask even when nothing is replaced (statistics).
 
         Returns:
             ``(image, nodata)``: image is ``(C', H, W)`` float32 after ``constant_scale`` and nodata
             replacement (``C' = T * C`` for multi-temporal files); nodata is a ``(C', H, W)`` bool
-            mask of the pixels that were nodata/NaN in the file, or None.
+            mask of the pixels that were nodata/NaN in the file, or None (none, or not asked for).
 
         Raises:
             ValueError: NaN pixels while ``no_data_replace`` is None (names the file).
         """
         read = read_raster(path, lambda count: self.band_indexes(path, count))
-        image = read.data.astype(np.float32, copy=True)
-        if self.constant_scale != 1.0:
-            image *= self.constant_scale
-        if read.nodata is not None:
-            if self.no_data_replace is not None:
-                image[read.nodata] = self.no_data_replace
-            elif np.isnan(image).any():
-                raise ValueError(
-                    f"{path} contains NaN pixels; set no_data_replace (e.g. 0) to replace them, "
-                    "or fix the file"
-                )
-        return image, read.nodata
+        if self.constant_scale != 1.0:  # one pass: cast and scale together
+            image = np.multiply(read.data, self.constant_scale, dtype=np.float32)
+        else:
+            image = read.data.astype(np.float32, copy=True)
+        nodata = read.nodata if (with_nodata or self.no_data_replace is not None) else None
+        if self.no_data_replace is not None:
+            if nodata is not None:
+                image[nodata] = self.no_data_replace
+        elif np.issubdtype(read.data.dtype, np.floating) and np.isnan(image).any():
+            raise ValueError(
+                f"{path} contains NaN pixels; set no_data_replace (e.g. 0) to replace them, or fix the file"
+            )
+        return image, nodata
 
     # ------------------------------------------------------------------ sample assembly
 

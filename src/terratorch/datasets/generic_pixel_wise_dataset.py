@@ -88,8 +88,9 @@ class GenericPixelWiseDataset(GenericGeoTIFFDataset):
         path = self.samples[index][1]
         read = read_raster(path, lambda count: [1])
         mask = read.data[0].astype(self.mask_dtype)
-        if read.nodata is not None and self.no_label_replace is not None:
-            mask[read.nodata[0]] = self.no_label_replace
+        nodata = read.nodata if self.no_label_replace is not None else None
+        if nodata is not None:
+            mask[nodata[0]] = self.no_label_replace
         return self.check_mask(mask, path)
 
     def check_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
@@ -161,7 +162,7 @@ class GenericNonGeoSegmentationDataset(GenericPixelWiseDataset):
             zero = mask == 0
             mask = np.where(mask == ignore, ignore, mask - 1)
             mask[zero] = ignore
-        if self.num_classes is not None:
+        if self.num_classes is not None and not self._labels_in_range(mask, ignore):
             valid = mask != ignore
             bad = valid & ((mask < 0) | (mask >= self.num_classes))
             if bad.any():
@@ -172,6 +173,11 @@ class GenericNonGeoSegmentationDataset(GenericPixelWiseDataset):
                     f"reduce_zero_label / no_label_replace={ignore} for unlabelled pixels"
                 )
         return mask
+
+    def _labels_in_range(self, mask: np.ndarray, ignore: int) -> bool:
+        """Cheap check (min/max only) that holds for nearly every valid mask."""
+        low, high = int(mask.min()), int(mask.max())
+        return high < self.num_classes and (low >= 0 or (low == ignore == -1))
 
     def apply_transform(self, image: np.ndarray, mask: np.ndarray | None = None) -> tuple[Any, Any]:
         """As the base, but masks travel through albumentations as int32 (OpenCV has no int64)."""

@@ -90,7 +90,7 @@ def compute_statistics(datamodule_or_dataset: Any, *, max_samples: int | None = 
     bands = BandAccumulator()
     labels = _LabelSummary(dataset)
     for index in range(total):
-        image, nodata = dataset.load_image(_image_path(dataset, index))
+        image, nodata = dataset.load_image(_image_path(dataset, index), with_nodata=True)
         if dataset.expand_temporal_dimension:  # (T * C, H, W): statistics per band over all steps
             image, nodata = (
                 _fold_time(image, len(dataset.output_bands)),

@@ -236,14 +236,19 @@ class RasterRead:
 
     Attributes:
         data: ``(C, H, W)`` array in the file's dtype.
-        nodata: ``(C, H, W)`` bool array, True where a pixel equals the file's nodata value or is NaN
-            (None when the file has neither).
+        nodata_value: the file's nodata value (None when unset).
         count: number of bands in the file.
     """
 
     data: np.ndarray
-    nodata: np.ndarray | None
+    nodata_value: float | None
     count: int
+
+    @property
+    def nodata(self) -> np.ndarray | None:
+        """``(C, H, W)`` bool mask: True where a pixel equals the nodata value or is NaN (None if
+        there can be none). Computed on access, so reads that do not need it skip the pass."""
+        return nodata_mask(self.data, self.nodata_value)
 
 
 def read_raster(
@@ -274,7 +279,7 @@ def read_raster(
             count = src.count
     except RasterioError as error:
         raise GeoTIFFError(f"cannot read GeoTIFF {str(path)!r}: {error}") from error
-    return RasterRead(data=data, nodata=nodata_mask(data, nodata_value), count=count)
+    return RasterRead(data=data, nodata_value=nodata_value, count=count)
 
 
 def raster_shape(path: Path) -> tuple[int, int, int]:

@@ -111,8 +111,12 @@ def _main(argv: list[str]) -> int:
         return _convert(args)
     if not args.config:
         parser.error("--config FILE is required (or --build_iterate_config)")
+    import warnings
+
     from terratorch.iterate.config import load_plan
 
+    # Show our deprecation notes (e.g. legacy metric names) on the console; Python hides them by default.
+    warnings.filterwarnings("default", category=DeprecationWarning, module="terratorch")
     plan = load_plan(args.config, overrides)
     if args.dry_run:
         print(plan.describe())

@@ -394,10 +394,15 @@ def _unknown_keys(node: Any, model: type[BaseModel], path: str, problems: list[t
     return cleaned
 
 
-def _unknown_key_message(key: str, valid: Sequence[str]) -> str:
+def _suggest(key: str, valid: Sequence[str]) -> str:
+    """``"Did you mean 'x'? Valid keys: a, b"`` for an unknown ``key``."""
     close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return f"unknown key {key!r}.{hint} Valid keys: {', '.join(sorted(valid))}"
+    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    return f"{hint}Valid keys: {', '.join(sorted(valid))}"
+
+
+def _unknown_key_message(key: str, valid: Sequence[str]) -> str:
+    return f"unknown key {key!r}. {_suggest(key, valid)}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -875,8 +880,7 @@ def _check_task_class(plan: TaskPlan, where: str, problems: list[tuple[str, str]
                 problems.append(
                     (
                         f"{where}.terratorch_task.{key}",
-                        f"not an argument of {plan.task_class}. "
-                        + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                        f"not an argument of {plan.task_class}. " + _suggest(key, list(named)),
                     )
                 )
     return named
@@ -909,8 +913,7 @@ def _check_factory(
             problems.append(
                 (
                     f"{where}.terratorch_task.model_args.{key}",
-                    f"not accepted by {name}.build_model. "
-                    + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                    f"not accepted by {name}.build_model. " + _suggest(key, list(named)),
                 )
             )
     return named, var_kw
@@ -931,8 +934,7 @@ def _check_datamodule(plan: TaskPlan, where: str, problems: list[tuple[str, str]
             problems.append(
                 (
                     f"{where}.datamodule.init_args.{key}",
-                    f"not an argument of {cls.__name__}. "
-                    + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                    f"not an argument of {cls.__name__}. " + _suggest(key, list(named)),
                 )
             )
 
@@ -946,8 +948,7 @@ def _check_trainer_args(plan: TaskPlan, where: str, problems: list[tuple[str, st
             problems.append(
                 (
                     f"{where}.trainer_args.{key}",
-                    "not a lightning.Trainer argument. "
-                    + _unknown_key_message(key, list(named)).split(". ", 1)[-1],
+                    "not a lightning.Trainer argument. " + _suggest(key, list(named)),
                 )
             )
 
@@ -968,9 +969,12 @@ def _check_backbone(plan: TaskPlan, where: str, problems: list[tuple[str, str]])
     overlay = plan.task_kwargs["model_args"].get("backbone_pretrained_cfg_overlay") or {}
     weights = overlay.get("file") if isinstance(overlay, Mapping) else None
     if weights and not Path(str(weights)).expanduser().exists():
+        looked = Path(str(weights)).expanduser().resolve()
         problems.append(
-            ("backbone.backbone_args.pretrained_cfg_overlay.file",
-             f"weights file {weights!r} does not exist (looked at {Path(str(weights)).expanduser().resolve()})")
+            (
+                "backbone.backbone_args.pretrained_cfg_overlay.file",
+                f"weights file {weights!r} does not exist (looked at {looked})",
+            )
         )
     if plan.task_kwargs.get("model_factory") not in ("EncoderDecoderFactory", "PrithviModelFactory"):
         return  # other factories interpret 'backbone' themselves (e.g. smp encoder names)

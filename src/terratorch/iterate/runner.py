@@ -158,7 +158,13 @@ class BenchmarkRunner:
         self.tracker.set_tags(bench_id, {STATE_TAG: "complete" if complete else "partial"})
         self.tracker.set_status(bench_id, "FINISHED")
         if summarize:
-            outcome.report = self.summarize([bench_id], report_dir)
+            try:
+                outcome.report = self.summarize([bench_id], report_dir)
+            except Exception as error:  # the results are stored; the report can be rebuilt later
+                self.out(
+                    f"report could not be written ({type(error).__name__}: {error}); "
+                    "rebuild it with --summarize"
+                )
         for task in outcome.tasks:
             value = "-" if task.best_value is None else f"{task.best_value:.4g}"
             self.out(

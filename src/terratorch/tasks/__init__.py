@@ -20,8 +20,6 @@ _LAZY: dict[str, str] = {
     "MultiLabelClassificationTask": "terratorch.tasks.multilabel_classification",
     "ScalarRegressionTask": "terratorch.tasks.scalar_regression",
     "ReconstructionTask": "terratorch.tasks.reconstruction",
-    "optimizer_factory": "terratorch.tasks.optim",
-    "tiled_inference": "terratorch.tasks.tiled_inference",
 }
 
 __all__ = sorted(_LAZY)

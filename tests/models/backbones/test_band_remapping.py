@@ -158,4 +158,6 @@ def test_timm_feature_extractor_with_flattened_module_names(tmp_path):
         )
     stem = backbone.model.stem_0.weight
     assert torch.equal(stem[:, 1], rgb.stem[0].weight[:, 0])
-    assert torch.equal(backbone.model.stages_3.blocks[0].conv_dw.weight, rgb.stages[3].blocks[0].conv_dw.weight)
+    assert torch.equal(
+        backbone.model.stages_3.blocks[0].conv_dw.weight, rgb.stages[3].blocks[0].conv_dw.weight
+    )

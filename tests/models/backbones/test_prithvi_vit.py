@@ -191,25 +191,31 @@ def test_works_in_encoder_decoder_factory_with_vit_necks():
 def test_typical_prithvi_model_factory_config_passes_coordinates():
     from terratorch.models import PrithviModelFactory
 
-    model = PrithviModelFactory().build_model(
-        "segmentation",
-        backbone="prithvi_eo_v2_300_tl",
-        decoder="UperNetDecoder",
-        bands=PRETRAINED_BANDS,
-        num_classes=2,
-        pretrained=False,
-        num_frames=1,
-        backbone_depth=4,  # the published 24 blocks are not needed to check the wiring
-        backbone_img_size=32,
-        necks=[
-            {"name": "SelectIndices", "indices": [0, 1, 2, 3]},
-            {"name": "ReshapeTokensToImage"},
-            {"name": "LearnedInterpolateToPyramidal"},
-        ],
-    ).eval()
+    model = (
+        PrithviModelFactory()
+        .build_model(
+            "segmentation",
+            backbone="prithvi_eo_v2_300_tl",
+            decoder="UperNetDecoder",
+            bands=PRETRAINED_BANDS,
+            num_classes=2,
+            pretrained=False,
+            num_frames=1,
+            backbone_depth=4,  # the published 24 blocks are not needed to check the wiring
+            backbone_img_size=32,
+            necks=[
+                {"name": "SelectIndices", "indices": [0, 1, 2, 3]},
+                {"name": "ReshapeTokensToImage"},
+                {"name": "LearnedInterpolateToPyramidal"},
+            ],
+        )
+        .eval()
+    )
     x = torch.randn(1, 6, 32, 32)
     plain = model(x).output
-    dated = model(x, temporal_coords=torch.tensor([[[2020.0, 100.0]]]), location_coords=torch.ones(1, 2)).output
+    dated = model(
+        x, temporal_coords=torch.tensor([[[2020.0, 100.0]]]), location_coords=torch.ones(1, 2)
+    ).output
     assert plain.shape == dated.shape == (1, 2, 32, 32)
     assert not torch.allclose(plain, dated)
 
