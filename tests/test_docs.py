@@ -2,8 +2,8 @@
 
 Python blocks of one page run in order in one fresh interpreter, like a reader following the page.
 Shell blocks run line by line with bash in a scratch directory that links ``examples/`` and ``.venv``.
-Two kinds of line are not re-run because CI itself runs them before the tests: creating the venv
-and ``pip install``. A block can be exempted only with ``<!-- docs-test: skip: <reason> -->`` on the
+Three kinds of line are not re-run because CI itself runs them: creating the venv, ``pip install``
+and the test command (which runs this very test). A block can be exempted only with ``<!-- docs-test: skip: <reason> -->`` on the
 line before it (for commands that need a cluster or a GPU); the reason is mandatory.
 """
 
@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```", re.S | re.M)
 SKIP = re.compile(r"<!--\s*docs-test:\s*skip:\s*(\S[^>]*?)\s*-->\s*$")
-INSTALL_LINE = re.compile(r"^(python3? -m venv|\S*pip3? install|\S*python3? -m pip install)\b")
+INSTALL_LINE = re.compile(
+    r"^(python3? -m venv|\S*pip3? install|\S*python3? -m pip install|\S*python3? -m pytest)\b"
+)
 
 
 def _blocks(page: Path) -> list[tuple[str, str, int]]:

@@ -84,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"terratorch {__version__}")
         return 0
+    given = args
     if args[0] == "--verbose":  # ``terratorch --verbose fit ...``: the flag belongs to the dispatcher
-        os.environ["TERRATORCH_DEBUG"] = "1"
         args = args[1:]
         if not args:
             print(_help())
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(importlib.import_module(module_name), func_name)
     # LightningCLI subcommands receive the subcommand itself; the others only their own args.
     forwarded = args if module_name == "terratorch.cli_tools" else args[1:]
-    result = run_friendly(func, forwarded, argv=args)
+    result = run_friendly(func, forwarded, argv=given)
     return int(result or 0)
 
 

@@ -502,6 +502,24 @@ def explain_instantiation_error(error: Exception) -> Exception:
 # ----------------------------------------------------------------------------- compute_statistics
 
 
+# Config sections compute_statistics accepts but does not use (a fit config works as it is).
+_STATISTICS_IGNORED_KEYS = (
+    "model",
+    "trainer",
+    "optimizer",
+    "lr_scheduler",
+    "seed_everything",
+    "ckpt_path",
+    "weights_only",
+    "return_predictions",
+    "custom_modules_path",
+    "predict_output_dir",
+    "output_file_prefix",
+    "out_dtype",
+    "predict_streaming",
+)
+
+
 def compute_statistics_main(args: Sequence[str]) -> int:
     """``terratorch compute_statistics -c config.yaml``: per-band means/stds and label histogram.
 
@@ -510,7 +528,7 @@ def compute_statistics_main(args: Sequence[str]) -> int:
     """
     from typing import Any as AnyType
 
-    from jsonargparse import ActionConfigFile, ArgumentParser
+    from jsonargparse import ActionConfigFile, ArgumentError, ArgumentParser
     from lightning import LightningDataModule
 
     from terratorch.datasets.statistics import compute_statistics, format_statistics
@@ -522,16 +540,16 @@ def compute_statistics_main(args: Sequence[str]) -> int:
     parser.add_subclass_arguments(LightningDataModule, "data", required=True, instantiate=True)
     parser.add_argument("--max_samples", type=int | None, default=None, help="Only the first N images.")
     parser.add_argument("--output", type=str | None, default=None, help="Also write the YAML here.")
-    for ignored in ("model", "trainer", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path"):
+    for ignored in _STATISTICS_IGNORED_KEYS:
         parser.add_argument(f"--{ignored}", type=AnyType, default=None, help="(ignored)")
-    for ignored in ("custom_modules_path", "predict_output_dir", "output_file_prefix", "out_dtype"):
-        parser.add_argument(f"--{ignored}", type=AnyType, default=None, help="(ignored)")
-    parser.add_argument("--predict_streaming", type=AnyType, default=None, help="(ignored)")
     try:
         config = parser.parse_args(list(args))
-    except Exception as error:  # jsonargparse.ArgumentError
+    except ArgumentError as error:
         raise ConfigError(explain_parse_error(str(error), parser)) from None
-    datamodule = parser.instantiate_classes(config).data
+    try:
+        datamodule = parser.instantiate(config).data
+    except ValueError as error:
+        raise explain_instantiation_error(error) from error.__cause__
     stats = compute_statistics(datamodule, max_samples=config.max_samples)
     text = format_statistics(stats)
     print(text, end="")

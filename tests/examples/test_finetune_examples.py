@@ -113,7 +113,7 @@ def test_segmentation_example_predicts_with_its_checkpoint(trained_segmentation,
 
 
 def test_regression_example_runs(in_scratch):
-    scratch(in_scratch, "pixel_regression", n_train=8, n_val=4, n_test=4)
+    scratch(in_scratch, "pixel_regression", n_train=8, n_val=4, n_test=4, size=32)
     cli = build_lightning_cli(
         ["fit", "-c", "examples/finetune/regression_unet.yaml", "--trainer.max_epochs", "1"]
     )
@@ -125,7 +125,7 @@ def test_regression_example_runs(in_scratch):
 
 
 def test_classification_example_runs_and_predicts(in_scratch):
-    scratch(in_scratch, "classification", n_train=8, n_val=4, n_test=4)
+    scratch(in_scratch, "classification", n_train=8, n_val=4, n_test=4, size=32)
     config = "examples/finetune/classification.yaml"
     cli = build_lightning_cli(["fit", "-c", config, "--trainer.max_epochs", "1"])
     assert 0.0 <= float(cli.trainer.callback_metrics["val/Accuracy"]) <= 1.0
@@ -156,13 +156,13 @@ def _forget_custom_modules() -> None:
 def test_custom_backbone_example_runs(in_scratch):
     from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
 
-    scratch(in_scratch, "segmentation", n_train=8, n_val=4, n_test=2)
+    scratch(in_scratch, "segmentation", n_train=8, n_val=4, n_test=2, size=32)
     _forget_custom_modules()  # another test may have imported a different package of that name
     try:
         cli = build_lightning_cli(
             ["fit", "-c", "examples/finetune/custom_backbone.yaml", "--trainer.max_epochs", "1"]
         )
-        assert type(cli.model.model.encoder).__name__ == "small_cnn"
+        assert type(cli.model.model.encoder).__name__ == "SmallCNN"
         assert torch.isfinite(cli.trainer.callback_metrics["val/mIoU"])
     finally:
         TERRATORCH_BACKBONE_REGISTRY.unregister("small_cnn")

@@ -25,5 +25,5 @@ def test_local_backend_records_failures_and_keeps_going():
 
 
 def test_unknown_backend():
-    with pytest.raises(ValueError, match=r"unknown backend 'ray'; available: \['local'\]"):
-        get_backend("ray")
+    with pytest.raises(ValueError, match=r"unknown backend 'dask'; available: \['local', 'ray'\]"):
+        get_backend("dask")

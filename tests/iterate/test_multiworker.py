@@ -27,6 +27,7 @@ from terratorch.iterate import workers
 DRIVER = """
 import json, math, os, sys, time
 from pathlib import Path
+from types import SimpleNamespace
 from terratorch.iterate import efficiency, trial
 
 log = Path(sys.argv[2])
@@ -37,7 +38,7 @@ def fake(resolved, *, metric, direction, seed, on_epoch=None, **kwargs):
     # The first trials wait until every worker trains, so each process surely gets a share.
     with started.open("a") as handle:
         handle.write(f"{os.getpid()}\\n")
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 120
     while len(set(started.read_text().split())) < workers and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.3)
@@ -49,7 +50,7 @@ def fake(resolved, *, metric, direction, seed, on_epoch=None, **kwargs):
     return trial.TrainingResult(value=value, best_epoch=0, epochs=1, history=[value], input_shape=(6, 32, 32))
 
 trial.run_training = fake
-trial.build_task = lambda config: None
+trial.build_task = lambda config: SimpleNamespace(model=None)
 efficiency.measure_efficiency = lambda model, shape, **kwargs: {"params": 1.0}
 from terratorch.iterate.__main__ import main
 sys.exit(main(["--config", sys.argv[1], "--hpo", *sys.argv[3:]]))
@@ -139,7 +140,9 @@ def _single_process_reference(helpers, mlflow_template, demo_roots, tmp_path) ->
     return _REFERENCE["alone"]
 
 
-def _check_shared_run(storage: Path, log: Path, outputs: list[str], reference: tuple[dict, list[str]]) -> None:
+def _check_shared_run(
+    storage: Path, log: Path, outputs: list[str], reference: tuple[dict, list[str]]
+) -> None:
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(calls) == 8  # 2 tasks x 4 trials: none trained twice, none beyond n_trials
     assert len({c["pid"] for c in calls}) == 2  # both processes trained
@@ -187,7 +190,9 @@ def postgres_url(tmp_path):
     if not (initdb and pg_ctl):
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
     if importlib.util.find_spec("psycopg2") is None:
-        pytest.skip("PostgreSQL is installed but the Python driver psycopg2 is not (pip install psycopg2-binary)")
+        pytest.skip(
+            "PostgreSQL is installed but the Python driver psycopg2 is not (pip install psycopg2-binary)"
+        )
     base = Path(tempfile.mkdtemp(prefix="terratorch-pg-"))  # pytest's tmp root is private to root
     data = base / "pg"
     data.mkdir()
@@ -196,16 +201,19 @@ def postgres_url(tmp_path):
         os.chmod(base, 0o755)
         shutil.chown(data, "nobody")
         prefix = ["runuser", "-u", "nobody", "--"]
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust"], check=True, capture_output=True
+    )
     port = _free_port()
     options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1"
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", options, "-w", "start"], check=True,
-                   capture_output=True)
+    log = data / "server.log"  # the server must not inherit our pipes, or run() waits for it forever
+    start = [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"]
+    subprocess.run(start, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        stop = [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"]
+        subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -251,19 +259,21 @@ def test_wait_for_names_what_never_appeared():
         workers.wait_for(lambda: None, "the task run", timeout=0.2, poll=0.05)
 
 
-def test_unreachable_database_fails_before_anything_is_written(helpers, storage, demo_roots, tmp_path, capsys):
+def test_unreachable_database_fails_before_anything_is_written(
+    helpers, storage, demo_roots, tmp_path, capsys
+):
     import importlib.util
 
     from terratorch.iterate.__main__ import main
 
     config = _config(helpers, storage, demo_roots, tmp_path)
-    url = f"postgresql://nobody@127.0.0.1:{_free_port()}/optuna"
+    url = f"postgresql+psycopg2://nobody@127.0.0.1:{_free_port()}/optuna"
     with pytest.raises(SystemExit) as exit_info:
         main(["--config", str(config), "--storage", url])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "optuna_storage" in err
     if importlib.util.find_spec("psycopg2") is None:
-        assert "database driver for postgresql is not installed (psycopg2)" in err
+        assert "database driver for postgresql+psycopg2 is not installed (psycopg2)" in err
     else:
         assert f"database {url} is unreachable" in err
     with pytest.raises(SystemExit):

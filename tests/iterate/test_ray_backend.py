@@ -124,8 +124,10 @@ def _tree(runner) -> dict:
             "param_keys": sorted({k for t in trials for k in t.data.params}),
             "artifacts": sorted({a.path for t in trials for a in client.list_artifacts(t.info.run_id)}),
             "history_steps": sorted(
-                {tuple(m.step for m in client.get_metric_history(t.info.run_id, tags["terratorch.metric"]))
-                 for t in trials}
+                {
+                    tuple(m.step for m in client.get_metric_history(t.info.run_id, tags["terratorch.metric"]))
+                    for t in trials
+                }
             ),
         }
     return tree
@@ -139,7 +141,9 @@ def _report_files(outcome) -> list[str]:
 def _results(runner, outcome) -> list[tuple]:
     client = MlflowClient(runner.location.tracking_uri)
     text = Path(client.download_artifacts(outcome.benchmark_run_id, "results.csv")).read_text()
-    return [(r["task"], r["status"], r["n_complete"], r["n_failed"]) for r in csv.DictReader(io.StringIO(text))]
+    return [
+        (r["task"], r["status"], r["n_complete"], r["n_failed"]) for r in csv.DictReader(io.StringIO(text))
+    ]
 
 
 def test_two_task_benchmark_on_ray_matches_the_local_backend(
@@ -178,7 +182,7 @@ def test_worker_killed_mid_trial_leaves_a_failed_trial_and_the_benchmark_finishe
 ):
     import optuna
 
-    module, settings, log = fake_module
+    module, settings, _ = fake_module
     settings["kill_flag"] = str(tmp_path / "killed.flag")
     module.with_name("fake_settings.json").write_text(json.dumps(settings))
     raw = _config(helpers, storage, demo_roots, module, tasks=("seg",), n_trials=3)
@@ -189,10 +193,14 @@ def test_worker_killed_mid_trial_leaves_a_failed_trial_and_the_benchmark_finishe
     (task,) = outcome.tasks
     assert task.status == "finished" and task.n_complete == 3
     client = MlflowClient(runner.location.tracking_uri)
-    trials = [r for r in client.search_runs([runner.experiment_id]) if r.data.tags["terratorch.level"] == "trial"]
+    trials = [
+        r for r in client.search_runs([runner.experiment_id]) if r.data.tags["terratorch.level"] == "trial"
+    ]
     failed = [t for t in trials if t.info.status == "FAILED"]
     finished = [t for t in trials if t.info.status == "FINISHED"]
     assert len(failed) == 1 and len(finished) == 3
+    assert failed[0].data.tags["terratorch.status"] == "failed"
+    assert failed[0].data.tags["terratorch.failure"] == "interrupted"
     retried = [t for t in finished if "terratorch.retry_of" in t.data.tags]
     assert len(retried) == 1 and retried[0].data.params["lr"] == failed[0].data.params["lr"]
     assert any("value=failed (interrupted)" in line for line in lines)
@@ -273,9 +281,36 @@ def test_missing_ray_gives_install_hint(monkeypatch):
 
 
 def test_invalid_address_and_local_flag_misuse(helpers, storage, demo_roots, fake_module, tmp_path, capsys):
+    from terratorch.iterate.backends import get_backend
+
+    assert isinstance(get_backend("ray"), RayBackend)  # registered; Ray itself loads on connect()
     with pytest.raises(RayBackendError, match="Ray address 'nonsense' is not valid; use host:port"):
         RayBackend(address="nonsense").connect()
     raw = _config(helpers, storage, demo_roots, fake_module[0])
     config = helpers.write_config(tmp_path / "bench.yaml", raw)
     code, err = _main(["--config", str(config), "--backend", "local", "--ray-address", "h:1"], capsys)
     assert code == 1 and "--ray-address is only used with --backend ray" in err
+
+
+MULTI_DEVICE = Path(__file__).resolve().parents[2] / "examples/iterate/multi_device.yaml"
+
+
+def test_multi_device_example_reaches_lightning_unchanged(monkeypatch):
+    from terratorch.iterate import trial
+    from terratorch.iterate.config import load_plan
+
+    plan = load_plan(MULTI_DEVICE)
+    assert plan.config.ray.gpus_per_trial == 2 and plan.config.ray.max_concurrent_trials == 4
+    (task,) = plan.tasks
+    trainer_args = task.resolved({"lr": 1e-3, "batch_size": 4})["trainer"]
+    expected = {"devices": 2, "strategy": "ddp_spawn", "num_nodes": 1, "precision": "bf16-mixed"}
+
+    seen = {}
+    monkeypatch.setattr(trial, "Trainer", lambda **kwargs: seen.update(kwargs))
+    trial._trainer(trainer_args, [], checkpointing=False)
+    assert {k: seen[k] for k in expected} == expected and seen["accelerator"] == "gpu"
+
+    monkeypatch.undo()  # the same arguments build a real Trainer (on CPU here; nothing is spawned)
+    trainer = trial._trainer({**trainer_args, "accelerator": "cpu"}, [], checkpointing=False)
+    assert (trainer.num_devices, trainer.num_nodes, trainer.precision) == (2, 1, "bf16-mixed")
+    assert type(trainer.strategy).__name__ == "DDPStrategy" and trainer.strategy._start_method == "spawn"

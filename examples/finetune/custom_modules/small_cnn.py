@@ -13,8 +13,7 @@ from torch import Tensor, nn
 from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
 
 
-@TERRATORCH_BACKBONE_REGISTRY.register
-class small_cnn(nn.Module):  # noqa: N801 - registry names are the class names users write in configs
+class SmallCNN(nn.Module):
     """Three conv stages at strides 2, 4 and 8.
 
     Args:
@@ -45,3 +44,9 @@ class small_cnn(nn.Module):  # noqa: N801 - registry names are the class names u
             x = stage(x)
             features.append(x)
         return features
+
+
+@TERRATORCH_BACKBONE_REGISTRY.register
+def small_cnn(in_chans: int = 6, width: int = 16) -> SmallCNN:
+    """The registered name: a constructor function (one per variant) named as configs will write it."""
+    return SmallCNN(in_chans=in_chans, width=width)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["build_parser", "main", "split_overrides"]
 
@@ -24,6 +25,8 @@ examples:
   terratorch iterate --config bench.yaml --repeat --continue_existing_experiments
   terratorch iterate --config bench.yaml --summarize --experiments my_backbone unet_baseline
   terratorch iterate --build_iterate_config --input configs/ --output bench.yaml
+  terratorch iterate --config bench.yaml --backend ray --ray-address 10.0.0.1:6379
+  terratorch iterate --config bench.yaml --storage postgresql+psycopg2://user@db-host/optuna  # per worker
 """
 
 
@@ -68,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--input", help="fine-tuning YAML file or folder for --build_iterate_config")
     parser.add_argument("--verbose", action="store_true", help="show full tracebacks on errors")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "ray"),
+        help="where trials run: 'local' (this process) or 'ray' (a Ray cluster; default when the "
+        "config has a 'ray:' block)",
+    )
+    parser.add_argument(
+        "--ray-address", "--ray_address", dest="ray_address", help="Ray cluster address (host:port, auto)"
+    )
+    parser.add_argument(
+        "--storage",
+        help="Optuna study storage URL shared by several workers (postgresql://... across machines, "
+        "sqlite:///file.db on one machine); same as --optuna_storage",
+    )
     return parser
 
 
@@ -117,6 +134,8 @@ def _main(argv: list[str]) -> int:
 
     # Show our deprecation notes (e.g. legacy metric names) on the console; Python hides them by default.
     warnings.filterwarnings("default", category=DeprecationWarning, module="terratorch")
+    if args.storage:
+        overrides.append(("optuna_storage", args.storage))
     plan = load_plan(args.config, overrides)
     if args.dry_run:
         print(plan.describe())
@@ -124,7 +143,30 @@ def _main(argv: list[str]) -> int:
         return 0
     from terratorch.iterate.runner import BenchmarkRunner
 
-    runner = BenchmarkRunner(plan)
+    backend = _backend(args, plan)  # connects and checks the cluster before anything is written
+    try:
+        return _run(args, BenchmarkRunner(plan, backend=backend))
+    finally:
+        if backend is not None:
+            backend.close()
+
+
+def _backend(args: argparse.Namespace, plan: Any) -> Any:
+    """The Ray backend when asked for (``--backend ray`` or a ``ray:`` block), else ``None`` (local)."""
+    name = args.backend or ("ray" if getattr(plan.config, "ray", None) is not None else "local")
+    if name != "ray":
+        if args.ray_address:
+            raise ValueError("--ray-address is only used with --backend ray")
+        return None
+    from terratorch.iterate.backends.ray import RayBackend
+
+    backend = RayBackend.from_plan(plan, address=args.ray_address)
+    backend.connect()
+    return backend
+
+
+def _run(args: argparse.Namespace, runner: Any) -> int:
+    """Run the phases asked for on the command line; returns the exit code."""
     phases = (args.hpo, args.repeat, args.summarize)
     if args.summarize and not (args.hpo or args.repeat):
         parents = [args.parent_run_id] if args.parent_run_id else None

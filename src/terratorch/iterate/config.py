@@ -53,7 +53,15 @@ __all__ = [
 
 # Keys that do not change what a trial computes: left out of the config hash, so raising n_trials or
 # adding repetitions continues the same benchmark instead of starting a new one.
-_HASH_EXCLUDED = ("n_trials", "run_repetitions", "description", "save_models", "test_models", "demo_data")
+_HASH_EXCLUDED = (
+    "n_trials",
+    "run_repetitions",
+    "description",
+    "save_models",
+    "test_models",
+    "demo_data",
+    "ray",
+)
 _FACTORY_PREFIXES = ("backbone_", "decoder_", "head_", "aux_", "smp_")
 
 
@@ -145,6 +153,16 @@ class TaskSpec(_Strict):
     terratorch_task: dict[str, Any] = {}
 
 
+class RaySpec(_Strict):
+    """``ray:`` block: options of the Ray backend (``terratorch iterate --backend ray``, docs/scaling.md)."""
+
+    address: str | None = None
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent_trials: int | None = None
+    runtime_env: dict[str, Any] = {}
+
+
 class BenchmarkConfig(_Strict):
     """The normalised benchmark config (both layouts of API.md §8)."""
 
@@ -170,6 +188,7 @@ class BenchmarkConfig(_Strict):
     max_retries: int = 3
     reference_ranges: dict[str, list[float]] | None = None
     demo_data: list[DemoDataSpec] = []
+    ray: RaySpec | None = None
 
     def config_hash(self) -> str:
         """Short hash of everything that changes what trials compute (see ``_HASH_EXCLUDED``)."""
@@ -597,6 +616,8 @@ def build_plan(
         from terratorch.iterate.tracking import check_storage
 
         problems += [("storage_uri", message) for message in check_storage(config.storage_uri)]
+        if config.optuna_storage:
+            problems += [("optuna_storage", message) for message in check_storage(config.optuna_storage)]
         _import_user_modules(config, problems, source)
     names = [t.name for t in config.tasks]
     for name in sorted({n for n in names if names.count(n) > 1}):

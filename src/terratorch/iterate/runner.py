@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from terratorch.iterate import seeds
+from terratorch.iterate import seeds, workers
 from terratorch.iterate.config import BenchmarkPlan, TaskPlan
 from terratorch.iterate.space import decode, sample
 from terratorch.iterate.tracking import RunLevel, Tracker, resolve_storage
@@ -80,6 +80,16 @@ class BenchmarkOutcome:
 def study_name(experiment: str, task: str, benchmark_run_id: str) -> str:
     """Name of the Optuna study of ``task`` in benchmark run ``benchmark_run_id``."""
     return f"{experiment}/{task}/{benchmark_run_id}"
+
+
+def _created_elsewhere(study: Any) -> str | None:
+    """The task run id another worker records in ``study`` (``None`` if it died before doing so)."""
+    try:
+        return workers.wait_for(
+            lambda: study.user_attrs.get("mlflow_task_run_id"), "the task run", timeout=60
+        )
+    except TimeoutError:
+        return None
 
 
 def _versions() -> dict[str, str]:
@@ -138,15 +148,26 @@ class BenchmarkRunner:
         report_dir: str | Path | None = None,
     ) -> BenchmarkOutcome:
         """Run the requested phases (HPO, repetitions, summary) and return what happened."""
-        prepare_demo_data(self.config, self.out)
+        if self.location.local_dir is not None:  # workers started together generate demo data once
+            self.location.local_dir.mkdir(parents=True, exist_ok=True)
+            with workers.file_lock(self.location.local_dir / ".demo_data.lock"):
+                prepare_demo_data(self.config, self.out)
+        else:
+            prepare_demo_data(self.config, self.out)
+        workers.init_sqlite_stores(self.location.tracking_uri, self.location.optuna_url)
         self.tracker = Tracker(self.location)
-        self.experiment_id = self.tracker.experiment_id(self.config.experiment_name)
+        tracker, name = self.tracker, self.config.experiment_name
+        # retry: a worker started at the same moment may create the experiment first
+        self.experiment_id = workers.retry(lambda: tracker.experiment_id(name))
         reuse = continue_existing or not hpo
         bench_id = self._benchmark_run(parent_run_id, reuse)
         outcome = BenchmarkOutcome(benchmark_run_id=bench_id, experiment_id=self.experiment_id)
         self.out(f"benchmark run {bench_id} (experiment {self.config.experiment_name!r})")
-        for task in self.plan.tasks:
-            outcome.tasks.append(self._task_hpo(task, bench_id, run_trials=hpo))
+        # Backends that can (Ray) run independent tasks concurrently; otherwise one after another.
+        map_tasks = getattr(self.backend, "map_tasks", None) or (lambda fn, items: [fn(i) for i in items])
+        outcome.tasks.extend(
+            map_tasks(lambda task: self._task_hpo(task, bench_id, run_trials=hpo), self.plan.tasks)
+        )
         self._log_results_table(bench_id, outcome.tasks)
         if hpo:
             self._log_efficiency(bench_id, outcome.tasks)
@@ -199,7 +220,25 @@ class BenchmarkRunner:
                 self.out(f"continuing benchmark run {latest.info.run_id} (same config hash {config_hash})")
                 self._reopen(latest.info.run_id)
                 return latest.info.run_id
-        return self._new_benchmark_run(config_hash)
+        previous = found[0].info.run_id if found else "none"
+        key = f"{self.config.experiment_name}/{config_hash}/benchmark-after/{previous}"
+        if workers.claim(self.location.optuna_url, key):
+            return self._new_benchmark_run(config_hash)
+
+        # Another worker is creating this benchmark run right now: join it.
+        def newer() -> str | None:
+            runs = self.tracker.search(
+                self.experiment_id,
+                {"terratorch.level": RunLevel.BENCHMARK, "terratorch.config_hash": config_hash},
+            )
+            return runs[0].info.run_id if runs and runs[0].info.run_id != previous else None
+
+        try:
+            run_id = workers.wait_for(newer, "the benchmark run", timeout=60)
+        except TimeoutError:  # the claiming worker died before creating it
+            return self._new_benchmark_run(config_hash)
+        self.out(f"joining benchmark run {run_id} created by another worker")
+        return run_id
 
     def _reopen(self, run_id: str) -> None:
         assert self.tracker is not None
@@ -288,6 +327,10 @@ class BenchmarkRunner:
             ]
             if existing:
                 run_id = existing[0].info.run_id
+            elif not workers.claim(study._storage, f"{study.study_name}/task-run") and (
+                run_id := _created_elsewhere(study)
+            ):
+                return run_id
             else:
                 run_id = self.tracker.create_run(
                     self.experiment_id,
@@ -322,8 +365,8 @@ class BenchmarkRunner:
             if run.info.status != "RUNNING":
                 continue
             trial_id = int(run.data.tags.get("terratorch.optuna_trial_id", -1))
-            if states.get(trial_id) is TrialState.RUNNING:
-                continue  # alive in another process
+            if states.get(trial_id) in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
+                continue  # alive in another worker, or finished there and closed by its callback
             self.tracker.set_tags(
                 run.info.run_id, {"terratorch.status": "failed", "terratorch.failure": "interrupted"}
             )
@@ -381,9 +424,12 @@ class BenchmarkRunner:
         callback = self._after_trial(task, task_run_id)
         attempts = 0
         limit = n_trials * (self.config.max_retries + 2)
+        batch = getattr(self.backend, "map_tasks", None) is not None  # parallel backends take several
         while self._done(study) < n_trials and attempts < limit:
-            self.backend.optimize(study, objective, n_trials=1, callbacks=[callback])
+            count = n_trials - self._done(study) if batch else 1
+            self.backend.optimize(study, objective, n_trials=count, callbacks=[callback])
             attempts += 1
+        workers.wait_for_peers(study, self.out, label=f"task={task.name}: ")
 
     def _objective(self, task: TaskPlan, task_run_id: str) -> Callable[[Any], float]:
         from terratorch.iterate.trial import PruningCallback, run_training
@@ -393,6 +439,9 @@ class BenchmarkRunner:
         assert tracker is not None
 
         def objective(trial: Any) -> float:
+            if workers.is_surplus(trial.study, trial._trial_id, cfg.n_trials):
+                workers.mark_surplus(trial.study, trial._trial_id)
+                raise workers.SurplusTrialError("another worker already started the last trial")
             original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
             number = trial.number if original is None else original
             seed = seeds.trial_seed(cfg.seed, task.name, number)
@@ -474,7 +523,14 @@ class BenchmarkRunner:
 
         def callback(study: Any, frozen: Any) -> None:
             assert self.tracker is not None
+            if frozen.user_attrs.get(workers.SURPLUS_ATTR):
+                return  # never started: no MLflow run, not counted
             run_id = frozen.user_attrs.get("mlflow_run_id")
+            if run_id and frozen.state == TrialState.FAIL and ERROR_ATTR not in frozen.user_attrs:
+                # Its worker died mid-trial (Ray): the trial is queued again, like a killed local run.
+                self.tracker.set_tags(
+                    run_id, {"terratorch.status": "failed", "terratorch.failure": "interrupted"}
+                )
             status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED"}.get(
                 frozen.state, "FAILED"
             )
@@ -527,8 +583,11 @@ class BenchmarkRunner:
             outcome.best_trial_run_id = best.user_attrs.get("mlflow_run_id")
             shape = best.user_attrs.get("input_shape")
             outcome.input_shape = tuple(shape) if shape else None
-            self.tracker.log_metrics(task_run_id, {"best_value": outcome.best_value})
-            self.tracker.log_params(task_run_id, {f"best/{k}": v for k, v in outcome.best_params.items()})
+            state = f"{study.study_name}/reported/{counts['complete']}-{counts['pruned']}-{counts['failed']}"
+            if workers.claim(study._storage, state):  # several workers reach the same final state
+                self.tracker.log_metrics(task_run_id, {"best_value": outcome.best_value})
+                best = {f"best/{k}": v for k, v in outcome.best_params.items()}
+                self.tracker.log_params(task_run_id, best)
         else:
             errors = [t.user_attrs.get(ERROR_ATTR) for t in study.get_trials(states=(TrialState.FAIL,))]
             outcome.error = next((e for e in reversed(errors) if e), "no trial finished")
@@ -593,6 +652,8 @@ class BenchmarkRunner:
         first = next((t for t in tasks if t.status == "finished" and t.input_shape), None)
         if first is None:
             return
+        if not workers.claim(self.location.optuna_url, f"{bench_id}/efficiency/{first.best_trial_run_id}"):
+            return  # already measured for this best model (by another worker or an earlier run)
         try:
             from terratorch.iterate.efficiency import measure_efficiency
             from terratorch.iterate.trial import build_task

@@ -34,10 +34,13 @@ __all__ = [
     "SurplusTrialError",
     "claim",
     "counted_trials",
+    "file_lock",
+    "init_sqlite_stores",
     "is_surplus",
     "mark_surplus",
     "open_storage",
     "prepare_sqlite",
+    "retry",
     "running_trials",
     "wait_for",
     "wait_for_peers",
@@ -62,15 +65,20 @@ def claim(storage: Any, key: str) -> bool:
     Returns:
         ``True`` for exactly one caller per key, ever; ``False`` for every other one.
     """
+    import optuna
     from optuna.exceptions import DuplicatedStudyError
     from optuna.study import StudyDirection
 
     if isinstance(storage, str):
         storage = open_storage(storage)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per claim
     try:
         storage.create_new_study(directions=[StudyDirection.MINIMIZE], study_name=CLAIM_PREFIX + key)
     except DuplicatedStudyError:
         return False
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     return True
 
 
@@ -163,9 +171,23 @@ def wait_for_peers(
         time.sleep(poll)
 
 
-def wait_for(
-    probe: Callable[[], Any], what: str, timeout: float = 120.0, poll: float = 0.5
-) -> Any:
+def retry(function: Callable[[], Any], attempts: int = 3, delay: float = 0.5) -> Any:
+    """Call ``function`` again when it raises, for check-then-create races between workers.
+
+    E.g. two workers that both find no MLflow experiment and both create it: the second creation
+    fails, and the retry finds the experiment the first one made. The last error propagates.
+    """
+    for attempt in range(attempts):
+        try:
+            return function()
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(delay * (attempt + 1))
+    return None
+
+
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 120.0, poll: float = 0.5) -> Any:
     """Poll ``probe()`` until it returns something truthy (what another worker is creating).
 
     Raises:
@@ -191,6 +213,49 @@ def sqlite_files(urls: Iterable[str | None]) -> list[Path]:
         if url and url.startswith("sqlite:///"):
             files.append(Path(url.removeprefix("sqlite:///").split("?", 1)[0]))
     return files
+
+
+def init_sqlite_stores(tracking_uri: str, optuna_url: str) -> None:
+    """Create (migrate) the SQLite MLflow and Optuna databases one process at a time, in WAL mode.
+
+    Workers started at the same moment on a fresh storage directory would otherwise run the
+    schema migrations concurrently and fail. An exclusive ``flock`` on ``<database>.lock`` next to
+    each file serialises the first initialisation; later ones find the schema and return quickly.
+    Non-SQLite stores are left alone (their servers handle concurrency; start one worker first).
+    """
+    for url, create in ((tracking_uri, _create_mlflow_db), (optuna_url, open_storage)):
+        for file in sqlite_files([url]):
+            file.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(file.with_name(file.name + ".lock")):
+                prepare_sqlite(url)
+                create(url)
+
+
+def _create_mlflow_db(url: str) -> None:
+    from mlflow import MlflowClient
+
+    MlflowClient(tracking_uri=url).search_experiments(max_results=1)
+
+
+class file_lock:  # noqa: N801 - used like a function: ``with file_lock(path):``
+    """Exclusive advisory lock on ``path`` (no-op where ``fcntl`` does not exist, e.g. Windows)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.handle: Any = None
+
+    def __enter__(self) -> None:
+        try:
+            import fcntl
+        except ImportError:
+            return
+        self.handle = open(self.path, "a")  # closed in __exit__
+        fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing releases the lock
+            self.handle = None
 
 
 def prepare_sqlite(*urls: str | None, busy_timeout_ms: int = 30000) -> None:

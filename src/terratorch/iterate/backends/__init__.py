@@ -37,7 +37,10 @@ class Backend(ABC):
         """
 
 
-BACKENDS: dict[str, str] = {"local": "terratorch.iterate.backends.local:LocalBackend"}
+BACKENDS: dict[str, str] = {
+    "local": "terratorch.iterate.backends.local:LocalBackend",
+    "ray": "terratorch.iterate.backends.ray:RayBackend",
+}
 
 
 def get_backend(name: str = "local") -> Backend:

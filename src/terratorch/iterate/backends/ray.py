@@ -236,15 +236,19 @@ class RayBackend(Backend):
         if not ray.is_initialized():
             kwargs = {"include_dashboard": False, "log_to_driver": True, **self.init_kwargs}
             try:
-                ray.init(address=self.address if self.address != "local" else None, **kwargs)
+                ray.init(address=self.address, **kwargs)
             except Exception as error:
                 raise RayBackendError(
                     f"could not connect to Ray at {self.address or 'a new local instance'}: "
                     f"{type(error).__name__}: {error}"
                 ) from error
             self._started_ray = True
-        self._check_resources()
-        self._check_workers()
+        try:
+            self._check_resources()
+            self._check_workers()
+        except BaseException:
+            self.close()  # leave no local Ray instance behind when the benchmark cannot start
+            raise
         self._connected = True
 
     def _check_resources(self) -> None:
@@ -269,6 +273,10 @@ class RayBackend(Backend):
         except ray.exceptions.RayTaskError as error:
             cause = error.as_instanceof_cause()
             raise RayBackendError(str(cause).strip().splitlines()[-1]) from None
+        except ray.exceptions.RayError as error:  # e.g. the runtime_env could not be set up
+            raise RayBackendError(
+                f"a Ray worker could not be started for the trials: {type(error).__name__}: {error}"
+            ) from None
 
     def _task_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
