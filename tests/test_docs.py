@@ -3,8 +3,9 @@
 Python blocks of one page run in order in one fresh interpreter, like a reader following the page.
 Shell blocks run line by line with bash in a scratch directory that links ``examples/`` and ``.venv``.
 Three kinds of line are not re-run because CI itself runs them: creating the venv, ``pip install``
-and the test command (which runs this very test). A block can be exempted only with ``<!-- docs-test: skip: <reason> -->`` on the
-line before it (for commands that need a cluster or a GPU); the reason is mandatory.
+and the test command (which runs this very test). A block can be exempted only with
+``<!-- docs-test: skip: <reason> -->`` on the line before it (for commands that need a cluster or
+a GPU); the reason is mandatory.
 """
 
 from __future__ import annotations

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from terratorch._lazy import lazy_exports
 from terratorch.datasets.bands import HLSBands, OpticalBands, SARBands
 
 _PIXEL = "terratorch.datasets.generic_pixel_wise_dataset"
@@ -30,14 +28,4 @@ _LAZY: dict[str, str] = {
 __all__ = ["HLSBands", "OpticalBands", "SARBands", *sorted(_LAZY)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'terratorch.datasets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -9,8 +9,7 @@ Attributes resolve lazily (PEP 562), so ``import terratorch.tasks`` does not imp
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from terratorch._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "TerraTorchTask": "terratorch.tasks.base",
@@ -25,14 +24,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'terratorch.tasks' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -7,8 +7,7 @@ below resolve on first access (``terratorch.models.backbones.PrithviViT``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from terratorch._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "PrithviViT": "terratorch.models.backbones.prithvi_vit",
@@ -21,14 +20,4 @@ _LAZY: dict[str, str] = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'terratorch.models.backbones' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

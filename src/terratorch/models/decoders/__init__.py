@@ -10,11 +10,11 @@ The classes are re-exported lazily so that importing one decoder module does not
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
-from typing import Any
 
 from torch import Tensor, nn
+
+from terratorch._lazy import lazy_exports
 
 _LAZY: dict[str, str] = {
     "FCNDecoder": "terratorch.models.decoders.fcn_decoder",
@@ -32,17 +32,7 @@ _LAZY: dict[str, str] = {
 __all__ = ["check_feature_channels", "check_index", "conv_norm_relu", *sorted(_LAZY)]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'terratorch.models.decoders' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 def check_feature_channels(owner: str, expected: Sequence[int], features: Sequence[Tensor]) -> None:
