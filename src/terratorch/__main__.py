@@ -65,7 +65,12 @@ def list_backbones_main(argv: Sequence[str]) -> int:
     from terratorch.registry import list_backbones
 
     pattern = argv[0] if argv else None
-    for entry in list_backbones(pattern):
+    entries = list_backbones(pattern)
+    if not entries:
+        names = ", ".join(e.name for e in list_backbones())
+        print(f"no backbone matches {pattern!r}; registered: {names}", file=sys.stderr)
+        return 1
+    for entry in entries:
         meta = entry.metadata
         bands = ",".join(meta.get("bands", [])) or "-"
         patch, dim = meta.get("patch_size", "-"), meta.get("embed_dim", "-")
