@@ -149,6 +149,35 @@ def test_fit_short_class_names_and_default_checkpoints(demo, workdir, capsys):
     assert "last.ckpt" in saved and any(name.startswith("best-epoch=") for name in saved), saved
     assert cli.trainer.current_epoch == 2
     assert torch.isfinite(cli.trainer.callback_metrics["val/mIoU"])
+    # deploy_config_file (default true, as in the reference): an inference-ready copy of the config
+    log_dir = Path(cli.trainer.log_dir)
+    deploy = yaml.safe_load((log_dir / "config_deploy.yaml").read_text())
+    assert (log_dir / "config.yaml").is_file()
+    assert "optimizer" not in deploy and deploy["trainer"]["logger"] is False
+    assert "callbacks" not in deploy["trainer"]
+
+
+def test_state_dict_aware_checkpoints_by_short_name(demo, workdir):
+    config = make_config(demo, workdir)
+    config["trainer"]["callbacks"] = [
+        {
+            "class_path": "StateDictAwareModelCheckpoint",
+            "init_args": {"filename": "{epoch}", "monitor": "val/loss"},
+        },
+        {
+            "class_path": "StateDictAwareModelCheckpoint",
+            "init_args": {"filename": "{epoch}_state_dict", "save_weights_only": True, "monitor": "val/loss"},
+        },
+    ]
+    config["deploy_config_file"] = False
+    cli = build_lightning_cli(
+        ["fit", "-c", write_config(workdir / "sd.yaml", config), "--trainer.max_epochs", "1"]
+    )
+    checkpoints = [c for c in cli.trainer.callbacks if type(c).__name__ == "StateDictAwareModelCheckpoint"]
+    assert [c.save_weights_only for c in checkpoints] == [False, True]
+    names = sorted({p.name for c in checkpoints for p in Path(c.dirpath).glob("*.ckpt")})
+    assert names == ["epoch=0.ckpt", "epoch=0_state_dict.ckpt"]
+    assert not (Path(cli.trainer.log_dir) / "config_deploy.yaml").exists()
 
 
 def test_own_model_checkpoint_replaces_the_default(demo, workdir):
@@ -252,7 +281,7 @@ def test_predict_tiled_in_memory_and_streaming_agree(demo, workdir, capsys):
     scenes = workdir / "scenes"
     scenes.mkdir()
     make_demo_scene(scenes / "big_img.tif", 80, 72, seed=3)
-    tiles = {"crop": 32, "stride": 24, "batch_size": 4}
+    tiles = {"crop": 32, "stride": 24, "batch_size": 4, "blend": "cosine"}
     config = predict_config(demo, workdir)
     config["model"]["init_args"]["tiled_inference_parameters"] = tiles
     config["data"]["init_args"].update(predict_data_root="scenes", batch_size=1)
@@ -333,13 +362,25 @@ def test_unknown_task_argument_lists_arguments(demo, workdir, capsys):
     assert "Did you mean: loss" in err and "Valid arguments of SemanticSegmentationTask:" in err
 
 
-def test_unknown_transform_argument(demo, workdir, capsys):
+def test_unknown_transform_argument_warns_and_is_dropped(demo, workdir):
+    # The reference hands unknown transform arguments to albumentations 2, which ignores them with a
+    # warning; ours drops them with a warning that lists the valid arguments.
+    from terratorch.cli.config_compat import AlbumentationsArgumentWarning
+    from terratorch.cli_tools import build_lightning_cli
+
     config = make_config(demo, workdir)
     config["data"]["init_args"]["train_transform"] = [
         {"class_path": "albumentations.HorizontalFlip", "init_args": {"q": 1}}
     ]
-    err = bad_run(demo, workdir, capsys, config)
-    assert "data.init_args.train_transform: HorizontalFlip does not take an argument 'q'" in err
+    path = write_config(workdir / "config.yaml", config)
+    with pytest.warns(
+        AlbumentationsArgumentWarning,
+        match=r"HorizontalFlip.*'q' dropped.*Valid arguments of HorizontalFlip: p",
+    ):
+        cli = build_lightning_cli(["-c", path], run=False)
+    transforms = cli.config["data"]["init_args"]["train_transform"]
+    assert [t["class_path"] for t in transforms] == ["albumentations.HorizontalFlip"]
+    assert "q" not in transforms[0]["init_args"]
 
 
 def test_unknown_class_name_suggests(demo, workdir, capsys):

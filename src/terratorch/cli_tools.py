@@ -18,9 +18,17 @@ flags):
     ``tiled_inference_parameters``, instead of loading whole images through the dataloader. Use it
     for scenes that do not fit in memory.
 
+``deploy_config_file``
+    ``fit`` also writes ``config_deploy.yaml`` (default true; see
+    :func:`terratorch.cli.callbacks.deployment_config`).
+
 Short class names resolve (``class_path: SemanticSegmentationTask``,
-``GenericNonGeoSegmentationDataModule``) because the task and datamodule modules are imported
-before parsing. ``fit`` adds a :class:`~lightning.pytorch.callbacks.ModelCheckpoint` on the task's
+``GenericNonGeoSegmentationDataModule``, ``StateDictAwareModelCheckpoint``, ``ToTensorV2``) because
+the task, datamodule and callback modules are imported before parsing; transform lists also accept
+albumentations 1.x arguments (renamed with a warning, see :mod:`terratorch.cli.config_compat`).
+``seed_everything`` defaults to 0, as in the reference. ``out_dtype`` deliberately differs: it
+defaults to the smallest type that holds the predictions instead of ``int16`` (which truncates
+regression outputs). ``fit`` adds a :class:`~lightning.pytorch.callbacks.ModelCheckpoint` on the task's
 monitored metric (``val/loss``, minimised, unless the task sets ``monitor``/``monitor_mode``) that
 also keeps ``last.ckpt``, unless the config lists its own ``ModelCheckpoint``.
 
@@ -42,6 +50,7 @@ __all__ = [
     "CUSTOM_MODULES_ENV",
     "LIGHTNING_SUBCOMMANDS",
     "ConfigError",
+    "StateDictAwareModelCheckpoint",  # noqa: F822 - provided by __getattr__
     "build_lightning_cli",
     "import_custom_modules_from_args",
     "main",
@@ -59,8 +68,19 @@ _CLASS_MODULES = (
     "terratorch.tasks.reconstruction",
     "terratorch.datamodules.generic_pixel_wise_data_module",
     "terratorch.datamodules.generic_scalar_label_data_module",
+    "terratorch.cli.callbacks",
+    "albumentations.pytorch",
 )
 _CONFIG_FLAGS = ("-c", "--config")
+
+
+def __getattr__(name: str) -> Any:
+    """``StateDictAwareModelCheckpoint`` importable from here, as in the reference (loaded lazily)."""
+    if name == "StateDictAwareModelCheckpoint":
+        from terratorch.cli.callbacks import StateDictAwareModelCheckpoint
+
+        return StateDictAwareModelCheckpoint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class ConfigError(ValueError):
@@ -169,8 +189,8 @@ def _cli_class(only: Sequence[str] | None = None) -> type:
             )
             parser.add_argument(
                 "--output_file_prefix",
-                type=str,
-                default="",
+                type=str | None,
+                default=None,
                 help="predict: prefix of output file names (<prefix><input stem>_pred.tif).",
             )
             parser.add_argument(
@@ -179,6 +199,13 @@ def _cli_class(only: Sequence[str] | None = None) -> type:
                 default=None,
                 help="predict: raster dtype (uint8, uint16, int16, int32, float32, ...). Default: the "
                 "smallest integer type for class maps, float32 for values.",
+            )
+            parser.add_argument(
+                "--deploy_config_file",
+                type=bool,
+                default=True,
+                help="fit: also write config_deploy.yaml beside config.yaml (no optimizer, callbacks or "
+                "logger; pretrained download off) for inference.",
             )
             parser.add_argument(
                 "--predict_streaming",
@@ -312,11 +339,15 @@ def build_lightning_cli(args: Sequence[str] | dict[str, Any] | None = None, run:
     _import_class_modules()
     requested = argv[0] if run and argv and argv[0] in LIGHTNING_SUBCOMMANDS else None
     cli_class = _cli_class(only=(requested,) if requested else None)
+    from terratorch.cli.callbacks import _save_config_callback_class
+
     return cli_class(
         model_class=None,
         datamodule_class=None,
         subclass_mode_model=True,
         subclass_mode_data=True,
+        seed_everything_default=0,
+        save_config_callback=_save_config_callback_class() if run else None,
         save_config_kwargs={"overwrite": True},
         parser_kwargs=_parser_kwargs((requested,) if requested else LIGHTNING_SUBCOMMANDS if run else ()),
         args=argv if not isinstance(args, dict) else args,
@@ -326,9 +357,12 @@ def build_lightning_cli(args: Sequence[str] | dict[str, Any] | None = None, run:
 
 def _parser_kwargs(subcommands: Sequence[str]) -> dict[str, Any]:
     """Parsers that raise instead of exiting, so errors are reported by :func:`explain_parse_error`."""
-    kwargs: dict[str, Any] = {"exit_on_error": False}
+    from terratorch.cli.config_compat import register_loader
+
+    mode = register_loader()
+    kwargs: dict[str, Any] = {"exit_on_error": False, "parser_mode": mode}
     for name in subcommands:
-        kwargs[name] = {"exit_on_error": False}
+        kwargs[name] = {"exit_on_error": False, "parser_mode": mode}
     return kwargs
 
 
@@ -517,6 +551,7 @@ _STATISTICS_IGNORED_KEYS = (
     "output_file_prefix",
     "out_dtype",
     "predict_streaming",
+    "deploy_config_file",
 )
 
 
@@ -535,7 +570,11 @@ def compute_statistics_main(args: Sequence[str]) -> int:
 
     import_custom_modules_from_args(args)
     _import_class_modules()
-    parser = ArgumentParser(prog="terratorch compute_statistics", exit_on_error=False)
+    from terratorch.cli.config_compat import register_loader
+
+    parser = ArgumentParser(
+        prog="terratorch compute_statistics", exit_on_error=False, parser_mode=register_loader()
+    )
     parser.add_argument("-c", "--config", action=ActionConfigFile, help="LightningCLI config file.")
     parser.add_subclass_arguments(LightningDataModule, "data", required=True, instantiate=True)
     parser.add_argument("--max_samples", type=int | None, default=None, help="Only the first N images.")

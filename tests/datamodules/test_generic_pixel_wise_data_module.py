@@ -84,7 +84,10 @@ def test_stages_build_only_their_splits(seg_demo):
     assert set(batch) == {"image", "filename"} and batch["image"].shape[0] == 4  # all 9 chips, batch of 4
     with pytest.raises(ValueError, match="test_data_root is required for stage 'test'"):
         seg_demo.make_datamodule(test_data_root=None).setup("test")
-    with pytest.raises(ValueError, match="train_label_data_root is required"):
+    # As in the reference, no label root means the labels sit beside the images.
+    with pytest.raises(
+        FileNotFoundError, match="train_label_data_root is not set, so the labels are looked for beside"
+    ):
         seg_demo.make_datamodule(train_label_data_root=None).setup("fit")
 
 
@@ -175,7 +178,7 @@ def test_config_with_class_path_transforms_and_band_ranges(seg_demo):
     flipped = datamodule.train_dataset[0]
     plain = datamodule.val_dataset.__class__(
         seg_demo.image_dir,
-        seg_demo.label_dir,
+        label_data_root=seg_demo.label_dir,
         img_grep="*_img.tif",
         label_grep="*_mask.tif",
         dataset_bands=[1, 2, 3, 4],
@@ -207,3 +210,78 @@ def test_temporal_batches_and_normalize(tmp_path):
     batch = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
     assert batch["image"].shape == (2, 1, 3, 8, 8) and batch["mask"].dtype == torch.float32
     assert batch["image"][0, 0, :, 0, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+# ----------------------------------------------------------------------------- reference options
+
+
+@pytest.fixture()
+def same_dir(tmp_path):
+    """Images and labels side by side in one folder (the reference's default layout)."""
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        write_geotiff(tmp_path / f"t{i}_img.tif", rng.integers(0, 100, (5, 8, 8)).astype(np.int16))
+        write_geotiff(tmp_path / f"t{i}_mask.tif", np.full((1, 8, 8), i % 3 + 1, dtype=np.uint8))
+    (tmp_path / "train.txt").write_text("t0_img.tif\nt1\nt2.png\n")
+    return tmp_path
+
+
+def test_labels_beside_images_and_split_file_options(same_dir):
+    kwargs = dict(
+        batch_size=1,
+        train_data_root=same_dir,
+        img_grep="*_img.tif",
+        label_grep="*_mask.tif",
+        train_split=same_dir / "train.txt",
+        num_classes=3,
+        reduce_zero_label=True,
+    )
+    datamodule = GenericNonGeoSegmentationDataModule(**kwargs)
+    datamodule.setup("fit")
+    # substrings and extension-less matches: t0_img.tif, t1 (in t1_img), t2.png -> t2 (in t2_img)
+    names = [p.name for p, _ in datamodule.train_dataset.samples]
+    assert names == ["t0_img.tif", "t1_img.tif", "t2_img.tif"]
+    assert datamodule.train_dataset.samples[0][1].name == "t0_mask.tif"
+    assert datamodule.train_dataset[1]["mask"].unique().tolist() == [1]  # label 2 - 1
+    exact = GenericNonGeoSegmentationDataModule(**kwargs, allow_substring_split_file=False)
+    exact.setup("fit")
+    assert [p.name for p, _ in exact.train_dataset.samples] == ["t0_img.tif"]  # only the exact name (no ext)
+
+
+def test_predict_bands_differ_from_training_bands(same_dir):
+    datamodule = GenericNonGeoSegmentationDataModule(
+        batch_size=2,
+        predict_data_root=same_dir,
+        img_grep="*_img.tif",
+        dataset_bands=["BLUE", "GREEN", "RED"],
+        output_bands=["RED", "GREEN"],
+        predict_dataset_bands=["COASTAL", "BLUE", "GREEN", "RED", "NIR"],
+        num_classes=3,
+    )
+    assert datamodule.predict_output_bands == ["RED", "GREEN"]
+    datamodule.setup("predict")
+    sample = datamodule.predict_dataset[0]
+    assert sample["image"].shape == (2, 8, 8)
+    with pytest.raises(ValueError, match="output_bands must be a subset"):
+        GenericNonGeoSegmentationDataModule(
+            dataset_bands=["BLUE", "RED"],
+            output_bands=["RED"],
+            predict_dataset_bands=["BLUE", "GREEN"],
+            num_classes=3,
+        )
+
+
+def test_regression_reduce_zero_label_and_unsupported_reference_options(same_dir):
+    datamodule = GenericNonGeoPixelwiseRegressionDataModule(
+        batch_size=1,
+        train_data_root=same_dir,
+        img_grep="*_img.tif",
+        label_grep="*_mask.tif",
+        reduce_zero_label=True,
+    )
+    datamodule.setup("fit")
+    assert datamodule.train_dataset[0]["mask"].unique().tolist() == [0.0]  # label 1 - 1
+    with pytest.raises(NotImplementedError, match="tortilla_file"):
+        GenericNonGeoSegmentationDataModule(num_classes=2, tortilla_file="x.tortilla")
+    with pytest.raises(NotImplementedError, match="return_georeference"):
+        GenericNonGeoSegmentationDataModule(num_classes=2, return_georeference=True)

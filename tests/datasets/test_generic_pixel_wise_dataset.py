@@ -28,7 +28,10 @@ def make_pair(root, stem, image, mask, *, image_nodata=None, mask_nodata=None):
 
 def seg_dataset(root, **kwargs):
     defaults = {"img_grep": "*_img.tif", "label_grep": "*_mask.tif", "dataset_bands": BANDS}
-    return GenericNonGeoSegmentationDataset(root / "img", root / "lbl", **{**defaults, **kwargs})
+    # the reference order: (data_root, num_classes, label_data_root, ...)
+    return GenericNonGeoSegmentationDataset(
+        root / "img", label_data_root=root / "lbl", **{**defaults, **kwargs}
+    )
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ def test_segmentation_statistics_exclude_nodata_and_ignore_transforms(tmp_path):
         write_geotiff(tmp_path / "lbl" / f"s{i}_mask.tif", mask, nodata=255)
     dataset = GenericNonGeoSegmentationDataset(
         tmp_path / "img",
-        tmp_path / "lbl",
+        label_data_root=tmp_path / "lbl",
         img_grep="*_img.tif",
         label_grep="*_mask.tif",
         constant_scale=0.5,
@@ -94,7 +94,10 @@ def test_multi_temporal_statistics_are_per_band_over_all_steps(tmp_path):
     write_geotiff(tmp_path / "img" / "a.tif", frames.astype(np.float32))
     write_geotiff(tmp_path / "lbl" / "a.tif", np.zeros((2, 2), dtype=np.uint8))
     dataset = GenericNonGeoSegmentationDataset(
-        tmp_path / "img", tmp_path / "lbl", dataset_bands=["VV", "VH"], expand_temporal_dimension=True
+        tmp_path / "img",
+        label_data_root=tmp_path / "lbl",
+        dataset_bands=["VV", "VH"],
+        expand_temporal_dimension=True,
     )
     stats = compute_statistics(dataset)
     np.testing.assert_allclose(stats["means"], [10.0, 5.0])

@@ -38,3 +38,24 @@ def test_to_tensor_sample_converts_leftover_arrays():
     assert image.shape == (2, 3, 4) and mask.shape == (3, 4) and isinstance(mask, torch.Tensor)
     same, none = to_tensor_sample(torch.zeros(2, 3, 4), None)
     assert same.shape == (2, 3, 4) and none is None
+
+
+def test_reference_reshaping_transforms():
+    import pytest
+
+    from terratorch.datasets.transforms import (
+        FlattenTemporalIntoChannels,
+        SelectBands,
+        UnflattenTemporalFromChannels,
+    )
+
+    series = np.arange(2 * 4 * 5 * 3, dtype=np.float32).reshape(2, 4, 5, 3)  # (T, H, W, C)
+    flat = FlattenTemporalIntoChannels()(image=series)["image"]
+    assert flat.shape == (4, 5, 6) and np.array_equal(flat[..., 3:], series[1])
+    chw = torch.from_numpy(flat.transpose(2, 0, 1).copy())
+    restored = UnflattenTemporalFromChannels(n_channels=3)(image=chw)["image"]
+    assert restored.shape == (3, 2, 4, 5)
+    assert torch.equal(restored[:, 1], torch.from_numpy(series[1]).permute(2, 0, 1))
+    assert SelectBands([2, 0])(image=series[0])["image"].tolist() == series[0][..., [2, 0]].tolist()
+    with pytest.raises(ValueError, match="needs n_timesteps or n_channels"):
+        UnflattenTemporalFromChannels()

@@ -128,3 +128,25 @@ def test_read_raster_corrupt_file_names_it(tmp_path):
     bad.write_bytes(b"II*\x00garbage" * 10)
     with pytest.raises(GeoTIFFError, match=r"broken\.tif"):
         read_raster(bad)
+
+
+def test_filter_split_reference_options():
+    from pathlib import Path
+
+    from terratorch.datasets.utils import filter_split
+
+    files = [Path(f"/d/{n}") for n in ("a_img.tif", "ab_img.tif", "b.tif", "c.v2.tif")]
+    split = {"a_img.jpg", "b", "c.v2"}
+    names = lambda **kw: [p.name for p in filter_split(files, "*", split, **kw)]  # noqa: E731
+    # defaults of the datamodules: extensions ignored, entries are substrings of the names
+    assert names(ignore_extensions=True, allow_substring=True) == [
+        "a_img.tif",
+        "ab_img.tif",
+        "b.tif",
+        "c.v2.tif",
+    ]
+    # "c.v2" loses its last extension too ("c"), so only the substring mode finds c.v2.tif
+    assert names(ignore_extensions=True, allow_substring=False) == ["a_img.tif", "b.tif"]
+    assert names(ignore_extensions=False, allow_substring=False) == []
+    assert names(ignore_extensions=False, allow_substring=True) == ["ab_img.tif", "b.tif", "c.v2.tif"]
+    assert [p.name for p in filter_split(files, "*", None, ignore_extensions=True)] == [p.name for p in files]

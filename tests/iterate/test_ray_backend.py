@@ -305,12 +305,15 @@ def test_multi_device_example_reaches_lightning_unchanged(monkeypatch):
     trainer_args = task.resolved({"lr": 1e-3, "batch_size": 4})["trainer"]
     expected = {"devices": 2, "strategy": "ddp_spawn", "num_nodes": 1, "precision": "bf16-mixed"}
 
-    seen = {}
-    monkeypatch.setattr(trial, "Trainer", lambda **kwargs: seen.update(kwargs))
-    trial._trainer(trainer_args, [], checkpointing=False)
-    assert {k: seen[k] for k in expected} == expected and seen["accelerator"] == "gpu"
+    # The trainer section handed to the CLI (the `terratorch fit` path) keeps these settings ...
+    config = trial._trainer_config(trainer_args, [], checkpointing=False)
+    assert {k: config[k] for k in expected} == expected and config["accelerator"] == "gpu"
+    from lightning import Trainer
 
-    monkeypatch.undo()  # the same arguments build a real Trainer (on CPU here; nothing is spawned)
-    trainer = trial._trainer({**trainer_args, "accelerator": "cpu"}, [], checkpointing=False)
+    from terratorch.iterate import lightning_bridge
+
+    # ... and the CLI parser builds a real Trainer from them (on CPU here; nothing is spawned).
+    parsed = lightning_bridge.parse_section("trainer", {**config, "accelerator": "cpu"})
+    trainer = Trainer(**parsed.as_dict())
     assert (trainer.num_devices, trainer.num_nodes, trainer.precision) == (2, 1, "bf16-mixed")
     assert type(trainer.strategy).__name__ == "DDPStrategy" and trainer.strategy._start_method == "spawn"

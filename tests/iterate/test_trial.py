@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import optuna
 import pytest
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from terratorch.iterate.config import build_plan, parse_config
 from terratorch.iterate.trial import MetricWatcher, PruningCallback, build_task, run_training, watch_callbacks
@@ -23,11 +22,22 @@ def _trainer(metrics, epoch=0, sanity=False):
 
 @pytest.mark.parametrize("direction", ["max", "min"])
 def test_early_stopping_and_checkpoint_watch_the_task_metric(direction, tmp_path):
-    early, checkpoint = watch_callbacks("val/RMSE", direction, 3, tmp_path)
-    assert isinstance(early, EarlyStopping) and isinstance(checkpoint, ModelCheckpoint)
-    assert early.monitor == checkpoint.monitor == "val/RMSE"
-    assert early.patience == 3 and early.mode == checkpoint.mode == direction
+    # Config specs, built by the CLI parser like the callbacks of a `terratorch fit` config.
+    early, checkpoint, timer = watch_callbacks("val/RMSE", direction, 3, tmp_path, "00:01:00:00")
+    assert early["class_path"].endswith("EarlyStopping") and checkpoint["class_path"].endswith(
+        "ModelCheckpoint"
+    )
+    assert timer == {
+        "class_path": "lightning.pytorch.callbacks.Timer",
+        "init_args": {"duration": "00:01:00:00"},
+    }
+    assert early["init_args"]["monitor"] == checkpoint["init_args"]["monitor"] == "val/RMSE"
+    assert early["init_args"]["patience"] == 3
+    assert early["init_args"]["mode"] == checkpoint["init_args"]["mode"] == direction
     assert watch_callbacks("val/mIoU", "max", None, None) == []
+    from terratorch.iterate.lightning_bridge import validate_section
+
+    assert validate_section("trainer", {"callbacks": [early, checkpoint, timer]}) is None
 
 
 @pytest.mark.parametrize(("direction", "best"), [("max", 0.7), ("min", 0.2)])

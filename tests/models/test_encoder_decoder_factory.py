@@ -68,14 +68,14 @@ def test_registered_and_importable():
         ("segmentation", PixelWiseModel, (2, 3, 64, 64)),
         ("regression", PixelWiseModel, (2, 64, 64)),
         ("classification", ScalarOutputModel, (2, 3)),
-        ("scalar_regression", ScalarOutputModel, (2,)),
+        ("scalar_regression", ScalarOutputModel, (2, 3)),  # num_classes outputs, not squeezed
     ],
 )
 def test_heads_by_task(factory, pyramid_backbone, task, model_type, shape):
     model = factory.build_model(task, pyramid_backbone, "UperNetDecoder", num_classes=3, decoder_channels=8)
     assert isinstance(model, model_type)
     out = model(torch.randn(2, 4, 64, 64))
-    assert isinstance(out, ModelOutput) and out.auxiliary_heads is None
+    assert isinstance(out, ModelOutput) and out.auxiliary_heads == {}  # the reference returns {}
     assert out.output.shape == shape
 
 
@@ -208,11 +208,9 @@ def test_neck_with_wrong_number_of_features(factory, pyramid_backbone):
 
 def test_decoder_instance_for_other_channels(factory, pyramid_backbone):
     decoder = DECODER_REGISTRY.build("FCNDecoder", [8, 16, 24, 64], channels=8, num_convs=1)
-    with pytest.raises(
-        ValueError, match=r"built for channel list \[8, 16, 24, 64\].*produces \[8, 16, 24, 32\]"
-    ):
+    with pytest.raises(ValueError, match=r"built for 64 input channels.*produces \[8, 16, 24, 32\]"):
         factory.build_model("segmentation", pyramid_backbone, decoder, num_classes=2)
-    smp_decoder = DECODER_REGISTRY.build("smp_Unet", [8, 16, 24])
+    smp_decoder = DECODER_REGISTRY.build("smp_Unet", [8, 16, 24], decoder_channels=[16, 8])
     with pytest.raises(ValueError, match=r"built for channel list \[8, 16, 24\]"):
         factory.build_model("segmentation", pyramid_backbone, smp_decoder, num_classes=2)
 
@@ -237,12 +235,6 @@ def test_decoder_instance_is_used_as_is(factory, pyramid_backbone):
     assert model.decoder is decoder
 
 
-def test_decoder_that_includes_head_gets_num_classes(factory, pyramid_backbone):
-    model = factory.build_model("segmentation", pyramid_backbone, "ASPPSegmentationHead", num_classes=5)
-    assert isinstance(model.head, nn.Identity)
-    assert model(torch.randn(1, 4, 64, 64)).output.shape == (1, 5, 64, 64)
-
-
 def test_necks_change_the_decoder_channel_list(factory, token_backbone):
     model = factory.build_model(
         "segmentation",
@@ -253,8 +245,8 @@ def test_necks_change_the_decoder_channel_list(factory, token_backbone):
         necks=[{"name": "ReshapeTokensToImage"}, {"name": "LearnedInterpolateToPyramidal"}],
     )
     assert model.decoder.embed_dim == [4, 8, 16, 16]
-    assert model.patch_size == (16, 16)  # patch 8 x the pyramid's extra stride-2 level
-    assert model(torch.randn(1, 4, 40, 40)).output.shape == (1, 2, 40, 40)  # padded to a 6 x 6 grid
+    assert model.patch_size == 8  # inputs are padded to twice the patch size
+    assert model(torch.randn(2, 4, 40, 40)).output.shape == (2, 2, 40, 40)  # padded to a 6 x 6 grid
 
 
 def test_aux_heads_use_their_own_head_args(factory, pyramid_backbone):
@@ -273,7 +265,7 @@ def test_aux_heads_use_their_own_head_args(factory, pyramid_backbone):
     )
     assert _dropouts(model.head) == [0.1]
     assert _dropouts(model.aux_heads["fcn"]) == [0.3]
-    assert _dropouts(model.aux_heads["plain"]) == []
+    assert _dropouts(model.aux_heads["plain"]) == [0.1]  # like the reference: the main head's args
     out = model(torch.randn(2, 4, 50, 50))
     assert set(out.auxiliary_heads) == {"fcn", "plain"}
     assert all(t.shape == (2, 4, 50, 50) for t in out.auxiliary_heads.values())
@@ -397,7 +389,8 @@ def test_freeze_encoder_decoder_head(factory, token_backbone):
     assert _trainable(model.encoder) == {False}
     assert _trainable(model.decoder) == {True} and _trainable(model.head) == {True}
     model.freeze_decoder()
-    assert _trainable(model.decoder) == {False} and _trainable(model.neck) == {False}
+    assert _trainable(model.decoder) == {False}
+    assert _trainable(model.neck) == {True}  # as in the reference, necks stay trainable
     assert _trainable(model.head) == {True}
     model.freeze_head()
     assert _trainable(model.head) == {False}
@@ -440,12 +433,6 @@ def test_temporal_model_with_batch_keys(factory, pyramid_backbone):
     assert out.output.shape == (1, 2, 32, 32)
 
 
-def test_classification_with_a_decoder_that_includes_its_head(factory, pyramid_backbone):
-    model = factory.build_model("classification", pyramid_backbone, "ASPPSegmentationHead", num_classes=4)
-    assert isinstance(model.head, nn.Identity)
-    assert model(torch.randn(2, 4, 64, 64)).output.shape == (2, 4)
-
-
 def test_pretrained_timm_backbone_never_downloads(factory, empty_caches):
     from terratorch.models.backbone_adapter import PretrainedWeightsNotFoundError
 
@@ -455,25 +442,13 @@ def test_pretrained_timm_backbone_never_downloads(factory, empty_caches):
         )
 
 
-def test_aux_decoder_that_includes_its_head_gets_no_second_head(factory, pyramid_backbone):
-    model = factory.build_model(
-        "segmentation",
-        pyramid_backbone,
-        "IdentityDecoder",
-        num_classes=3,
-        aux_decoders=[AuxiliaryHead("aspp", "ASPPSegmentationHead", {"channels": 8})],
-    )
-    assert isinstance(model.aux_heads["aspp"][1], nn.Identity)
-    assert model(torch.randn(2, 4, 64, 64)).auxiliary_heads["aspp"].shape == (2, 3, 64, 64)
-
-
 def test_models_can_be_built_directly(pyramid_backbone):
     decoder = DECODER_REGISTRY.build("IdentityDecoder", [8, 16, 24, 32])
     model = PixelWiseModel("segmentation", pyramid_backbone, decoder, {"num_classes": 2}, 32, "constant")
-    assert model.patch_size == (32, 32) and model.padding == "constant"
+    assert model.patch_size == 32 and model.padding == "constant"
     assert model(torch.randn(1, 4, 40, 40)).output.shape == (1, 2, 40, 40)
     scalar = ScalarOutputModel("classification", pyramid_backbone, decoder, {"num_classes": 3})
-    assert scalar.patch_size == (32, 32)  # from the backbone's FeatureInfo
+    assert scalar.patch_size is None and scalar.padding == "reflect"  # the reference's defaults
     assert scalar(torch.randn(1, 4, 40, 40)).output.shape == (1, 3)
     with pytest.raises(
         ValueError, match=r"PixelWiseModel task must be one of \['segmentation', 'regression'\]"
@@ -483,22 +458,7 @@ def test_models_can_be_built_directly(pyramid_backbone):
         ScalarOutputModel("segmentation", pyramid_backbone, decoder, {"num_classes": 2})
 
 
-def test_neck_downsampling_factors():
-    from terratorch.models.encoder_decoder_factory import neck_downsampling
-    from terratorch.registry import NECK_REGISTRY
-
-    four = [8, 8, 8, 8]
-    assert neck_downsampling(NECK_REGISTRY.build("LearnedInterpolateToPyramidal", four)) == 2
-    assert neck_downsampling(NECK_REGISTRY.build("InterpolateToPyramidal", four, scale_factor=2)) == 2
-    assert neck_downsampling(NECK_REGISTRY.build("MaxpoolToPyramidal", four, kernel_size=2)) == 8
-    assert neck_downsampling(NECK_REGISTRY.build("AddBottleneckLayer", four)) == 2
-    assert neck_downsampling(NECK_REGISTRY.build("SelectIndices", four, indices=[0])) == 1
-    custom = nn.Identity()
-    custom.input_multiple = 4
-    assert neck_downsampling(custom) == 4
-
-
-def test_pyramid_necks_raise_the_pad_multiple(factory, token_backbone):
+def test_inputs_are_padded_evenly_to_twice_the_patch_and_cropped_back(factory, token_backbone):
     model = factory.build_model(
         "segmentation",
         token_backbone,
@@ -507,8 +467,19 @@ def test_pyramid_necks_raise_the_pad_multiple(factory, token_backbone):
         decoder_channels=8,
         necks=[{"name": "ReshapeTokensToImage"}, {"name": "MaxpoolToPyramidal"}],
     )
-    assert model.patch_size == (64, 64)  # patch 8 x 2**3 for the 4th max-pooled level
-    assert model(torch.randn(2, 4, 40, 40)).output.shape == (2, 2, 40, 40)
+    assert model.patch_size == 8 and model.padding == "reflect"
+    assert model(torch.randn(2, 4, 60, 60)).output.shape == (2, 2, 60, 60)  # padded 2 + 2 to 64
+
+
+def test_backbone_padding_and_patch_size_kwargs_set_the_padding():
+    from terratorch.models.utils import center_crop, pad_images
+
+    x = torch.arange(2 * 10 * 10, dtype=torch.float32).reshape(1, 2, 10, 10)
+    padded = pad_images(x, 4, "constant")
+    assert padded.shape == (1, 2, 16, 16)
+    assert torch.equal(padded[..., 3:13, 3:13], x)  # 3 before, 3 after
+    assert torch.equal(center_crop(padded, (10, 10)), x)
+    assert pad_images(x, [1, 5, 5], "reflect").shape == (1, 2, 10, 10)
 
 
 def test_non_square_token_grid_is_inferred_from_the_input(token_backbone):
@@ -524,7 +495,61 @@ def test_non_square_token_grid_is_inferred_from_the_input(token_backbone):
             {"name": "LearnedInterpolateToPyramidal"},
         ],
     )
+    model.eval()
     out = model(torch.randn(2, 4, 40, 72)).output
     assert out.shape == (2, 3, 40, 72)
     out = model(torch.randn(1, 4, 72, 40)).output  # the grid follows each input
     assert out.shape == (1, 3, 72, 40)
+
+
+class _HeadedDecoder(nn.Module):
+    """A decoder instance that already ends in the class projection."""
+
+    includes_head = True
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.out_channels = num_classes
+        self.conv = nn.Conv2d(in_channels, num_classes, 1)
+
+    def forward(self, features):
+        return self.conv(features[-1])
+
+
+def test_decoder_instance_that_includes_its_head_gets_no_head(factory, pyramid_backbone):
+    model = factory.build_model("segmentation", pyramid_backbone, _HeadedDecoder(32, 5), num_classes=5)
+    assert isinstance(model.head, nn.Identity)
+    assert model(torch.randn(1, 4, 64, 64)).output.shape == (1, 5, 64, 64)
+    scalar = factory.build_model("classification", pyramid_backbone, _HeadedDecoder(32, 4), num_classes=4)
+    assert isinstance(scalar.head, nn.Identity) and scalar(torch.randn(2, 4, 64, 64)).output.shape == (2, 4)
+    with pytest.raises(ValueError, match="already includes its head"):
+        factory.build_model(
+            "segmentation", pyramid_backbone, _HeadedDecoder(32, 5), num_classes=5, head_dropout=0.1
+        )
+
+
+def test_linear_decoder_gets_a_head_like_in_the_reference(factory, pyramid_backbone):
+    model = factory.build_model(
+        "segmentation", pyramid_backbone, "LinearDecoder", num_classes=3, decoder_upsampling_size=32
+    )
+    assert sorted(k for k in model.state_dict() if k.startswith("head.")) == [
+        "head.head.2.bias",
+        "head.head.2.weight",
+    ]
+    assert model(torch.randn(1, 4, 64, 64)).output.shape == (1, 3, 64, 64)
+
+
+def test_unused_and_unprefixed_kwargs_are_errors(factory, pyramid_backbone):
+    with pytest.raises(ValueError, match="Unused argument"):
+        factory.build_model("segmentation", pyramid_backbone, "IdentityDecoder", num_classes=2, channels=3)
+    with pytest.raises(NotImplementedError, match="Unknown task"):
+        factory.build_model("detection", pyramid_backbone, "IdentityDecoder", num_classes=2)
+    with pytest.raises(ValueError, match="only one of num_classes and num_outputs"):
+        factory.build_model("segmentation", pyramid_backbone, "IdentityDecoder", num_classes=2, num_outputs=2)
+
+
+def test_num_outputs_for_regression_and_image_size_out(factory, pyramid_backbone):
+    model = factory.build_model(
+        "regression", pyramid_backbone, "IdentityDecoder", num_outputs=2, image_size_out=(48, 40)
+    )
+    assert model(torch.randn(1, 4, 64, 64)).output.shape == (1, 2, 48, 40)  # centre crop

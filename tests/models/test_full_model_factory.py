@@ -35,7 +35,7 @@ def registered(restore_registries):
 
 
 def test_builds_registered_model_with_kwargs(factory, registered):
-    model = factory.build_model("reconstruction", "TinyAutoencoder", channels=5)
+    model = factory.build_model("TinyAutoencoder", channels=5, task="reconstruction")
     out = model(torch.randn(2, 5, 8, 8))
     assert isinstance(out, ModelOutput)
     loss, reconstruction, mask = out.output
@@ -43,12 +43,12 @@ def test_builds_registered_model_with_kwargs(factory, registered):
 
 
 def test_instance_and_tensor_outputs(factory):
-    model = factory.build_model("segmentation", nn.Conv2d(3, 2, 1))
+    model = factory.build_model(nn.Conv2d(3, 2, 1), task="segmentation")
     assert model(torch.randn(1, 3, 4, 4)).output.shape == (1, 2, 4, 4)
 
 
 def test_freeze_uses_encoder_and_decoder(factory, registered):
-    model = factory.build_model("reconstruction", "TinyAutoencoder")
+    model = factory.build_model("TinyAutoencoder", task="reconstruction")
     model.freeze_encoder()
     assert not any(p.requires_grad for p in model.model.encoder.parameters())
     assert all(p.requires_grad for p in model.model.decoder.parameters())
@@ -59,8 +59,8 @@ def test_freeze_uses_encoder_and_decoder(factory, registered):
 
 def test_bad_input(factory, registered):
     with pytest.raises(InvalidModelError, match=r"'TinyAutoencodr'.*'TinyAutoencoder'"):
-        factory.build_model("reconstruction", "TinyAutoencodr")
+        factory.build_model("TinyAutoencodr", task="reconstruction")
     with pytest.raises(ValueError, match=r"already built Conv2d; arguments \['channels'\]"):
-        factory.build_model("segmentation", nn.Conv2d(3, 2, 1), channels=3)
+        factory.build_model(nn.Conv2d(3, 2, 1), channels=3, task="segmentation")
     with pytest.raises(TypeError, match=r"FULL_MODEL_REGISTRY name or an nn\.Module"):
-        factory.build_model("segmentation", 42)
+        factory.build_model(42, task="segmentation")

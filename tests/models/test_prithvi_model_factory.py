@@ -184,7 +184,11 @@ def test_terratorch_backbone_gets_bands_and_num_frames(factory):
         backbone_img_size=32,
         backbone_depth=2,
         decoder_channels=8,
-        necks=[{"name": "SelectIndices", "indices": [0, 1, 1, 1]}, {"name": "LearnedInterpolateToPyramidal"}],
+        necks=[
+            {"name": "SelectIndices", "indices": [0, 1, 1, 1]},
+            {"name": "ReshapeTokensToImage"},  # with necks, the backbone's own reshaping is not applied
+            {"name": "LearnedInterpolateToPyramidal"},
+        ],
     )
     assert model(torch.randn(2, 6, 32, 32)).output.shape == (2, 2, 32, 32)
 

@@ -48,7 +48,7 @@ def test_diff_and_keep(pyramid_backbone):
     reference = _frames(pyramid_backbone, pair)
     torch.testing.assert_close(diff[1], reference[1][:, 0] - reference[1][:, 1], rtol=1e-5, atol=1e-5)
     kept = TemporalWrapper(pyramid_backbone, pooling="keep")(pair)
-    assert kept[0].shape == (1, 8, 2, 8, 8)
+    assert kept[0].shape == (1, 2, 8, 8, 8)  # (B, T, C, H, W), as the reference keeps frames
 
 
 def test_tokens_concat_on_last_dim(token_backbone):
@@ -72,17 +72,17 @@ def test_gradients_reach_the_encoder(pyramid_backbone, clip):
 
 
 def test_bad_configuration_messages(pyramid_backbone):
-    with pytest.raises(ValueError, match=r"unknown pooling 'sum'.*'mean', 'max', 'diff', 'concat', 'keep'"):
+    with pytest.raises(ValueError, match=r"unknown pooling 'sum'.*'mean', 'max', 'diff', 'keep', 'concat'"):
         TemporalWrapper(pyramid_backbone, pooling="sum")
-    with pytest.raises(ValueError, match="n_timestamps"):
-        TemporalWrapper(pyramid_backbone, pooling="concat")
+    with pytest.warns(UserWarning, match="n_timestamps"):
+        assert TemporalWrapper(pyramid_backbone, pooling="concat").out_channels is None
     with pytest.raises(ValueError, match="exactly 2 frames"):
         TemporalWrapper(pyramid_backbone, pooling="diff", n_timestamps=3)
 
 
 def test_bad_input_messages(pyramid_backbone):
-    wrapper = TemporalWrapper(pyramid_backbone, pooling="mean", n_timestamps=2)
-    with pytest.raises(ValueError, match=r"n_timestamps=2 frames but the input has T=3"):
+    wrapper = TemporalWrapper(pyramid_backbone, pooling="concat", n_timestamps=2)
+    with pytest.raises(ValueError, match=r"n_timestamps=2 frames \(pooling='concat'\) but the input has T=3"):
         wrapper(torch.randn(1, 4, 3, 32, 32))
     with pytest.raises(ValueError, match=r"expects \(B, C, T, H, W\)"):
         wrapper(torch.randn(4, 32, 32))
@@ -104,3 +104,15 @@ def test_batch_keys_reach_the_encoder_only_if_accepted(pyramid_backbone):
         torch.randn(1, 4, 2, 32, 32), temporal_coords=coords, location_coords=coords
     )
     assert seen == {"temporal_coords": coords}
+
+
+def test_subset_lengths_average_groups_before_pooling(pyramid_backbone):
+    clip = torch.randn(1, 4, 5, 32, 32)
+    frames = _frames(pyramid_backbone, clip)
+    out = TemporalWrapper(pyramid_backbone, pooling="diff", subset_lengths=[2, 3])(clip)
+    expected = frames[0][:, :2].mean(dim=1) - frames[0][:, 2:].mean(dim=1)
+    torch.testing.assert_close(out[0], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="exactly two subsets"):
+        TemporalWrapper(pyramid_backbone, pooling="diff", subset_lengths=[1, 1, 1])
+    with pytest.raises(ValueError, match="sum to 4"):
+        TemporalWrapper(pyramid_backbone, pooling="mean", subset_lengths=[2, 2])(torch.randn(1, 4, 5, 32, 32))

@@ -223,3 +223,77 @@ def test_restore_fixture_keeps_builtins_resolved_during_a_test(restore_registrie
 
 def test_builtin_still_resolvable_after_restore():
     assert MODEL_FACTORY_REGISTRY["FullModelFactory"].__name__ == "FullModelFactory"
+
+
+# -- reference (1.2.11) spellings ---------------------------------------------------------------
+
+
+def test_invalid_model_error_reference_spelling():
+    default = InvalidModelError(None, model_name="foo")
+    assert default.name == "foo" and "foo" in str(default)
+    assert str(InvalidModelError("custom text", model_name="foo")) == "custom text"
+    # A KeyError, so code catching the reference's plain KeyError from lookups still works.
+    with pytest.raises(KeyError):
+        raise InvalidModelError("x", "somewhere")
+
+
+def test_registry_lookup_errors_are_key_errors():
+    reg = _source("a")
+    assert reg.get("missing") is None
+    with pytest.raises(KeyError):
+        reg["missing"]
+    multi = MultiSourceRegistry(one=reg)
+    with pytest.raises(KeyError):
+        multi.find_registry("missing")
+
+
+def test_registry_accepts_initial_elements():
+    def make():
+        return "made"
+
+    reg = Registry(make=make)
+    assert "make" in reg and reg.build("make") == "made"
+    assert Registry().name == "registry" and len(Registry()) == 0
+
+
+def test_multi_source_reference_messages_and_keys():
+    multi = MultiSourceRegistry()
+    with pytest.raises(InvalidModelError, match="could not be instantiated from any source"):
+        multi.build("nonexistent_model")
+    multi.register_source("simple", _source("my_model"))
+    with pytest.raises(KeyError, match=r"Source for prefix simple already exists\."):
+        multi.register_source("simple", _source("other"))
+    multi.register_source("second", _source("b"))
+    assert list(multi.keys()) == ["simple", "second"]  # prefixes, as in the reference
+    assert list(multi) == ["simple_my_model", "second_b"]
+    assert MultiSourceRegistry[Registry] is not None  # usable in annotations
+
+
+def test_minimal_buildable_source_without_getitem():
+    class Minimal:
+        def __init__(self):
+            self._items = {"m": lambda: "built m"}
+
+        def __iter__(self):
+            return iter(self._items)
+
+        def __len__(self):
+            return len(self._items)
+
+        def __contains__(self, name):
+            return name in self._items
+
+        def build(self, name, *args, **kwargs):
+            return self._items[name](*args, **kwargs)
+
+    multi = MultiSourceRegistry()
+    multi.register_source("mini", Minimal())
+    assert multi.build("mini_m") == multi.build("m") == "built m"
+    assert "mini_m" in multi and "m" in multi
+    assert multi.find_registry("m") is multi["mini"]
+
+
+def test_decoder_registry_source_flag():
+    from terratorch.registry import TERRATORCH_DECODER_REGISTRY
+
+    assert TERRATORCH_DECODER_REGISTRY.includes_head is False

@@ -108,7 +108,7 @@ def test_unknown_optimizer_and_scheduler_fail_at_construction(tiny):
         _task(tiny, optimizer="Adamm")
     with pytest.raises(ValueError, match=r"Unknown scheduler 'StepLRR'.*Did you mean: StepLR"):
         _task(tiny, scheduler="StepLRR")
-    with pytest.raises(ValueError, match=r"Optimizer AdamW got unknown argument\(s\) \['weight_decy'\]"):
+    with pytest.raises(ValueError, match=r"Optimizer Adam got unknown argument\(s\) \['weight_decy'\]"):
         _task(tiny, optimizer_hparams={"weight_decy": 0.1})
     with pytest.raises(ValueError, match=r"Scheduler StepLR got unknown argument\(s\) \['T_max'\]"):
         _task(tiny, scheduler="StepLR", scheduler_hparams={"T_max": 3})
@@ -434,7 +434,7 @@ def test_no_plot_without_figure_loggers(tiny, monkeypatch):
         ("SemanticSegmentationTask", {"num_classes": 3}, (2, 3, 32, 32)),
         ("PixelwiseRegressionTask", {}, (2, 32, 32)),
         ("ClassificationTask", {"num_classes": 4}, (2, 4)),
-        ("ScalarRegressionTask", {}, (2,)),
+        ("ScalarRegressionTask", {}, (2, 1)),
     ],
 )
 def test_tasks_build_with_the_encoder_decoder_factory(task_class, extra, shape):
@@ -450,6 +450,9 @@ def test_tasks_build_with_the_encoder_decoder_factory(task_class, extra, shape):
     task = getattr(tasks, task_class)(model_factory="EncoderDecoderFactory", model_args=model_args)
     output = task(torch.randn(2, 3, 32, 32)).output
     assert output.shape == shape
-    target = torch.randint(0, 3, shape[:1] + shape[2:]) if "num_classes" in extra else torch.randn(shape)
+    target_shape = shape[:1] if task_class == "ScalarRegressionTask" else shape
+    target = (
+        torch.randint(0, 3, shape[:1] + shape[2:]) if "num_classes" in extra else torch.randn(target_shape)
+    )
     task.compute_loss(ModelOutput(output), target).backward()
     assert any(p.grad is not None for p in task.model.parameters())

@@ -111,7 +111,7 @@ def test_identity_model_returns_input(size: tuple[int, int], blend: str) -> None
 def test_smaller_than_crop_is_padded_and_cropped_back(padding: str) -> None:
     recorder = Recorder()
     image = torch.randn(1, 2, 5, 40)
-    out = tiled_inference(recorder, image, crop=CROP, stride=STRIDE, padding=padding)
+    out = tiled_inference(recorder, image, crop=CROP, stride=STRIDE, padding=padding, blend="cosine")
     assert {s[-2:] for s in recorder.shapes} == {(CROP, CROP)}
     torch.testing.assert_close(out, image)
 
@@ -120,7 +120,7 @@ def test_pointwise_model_matches_whole_image() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(4, 3, kernel_size=1)
     image = torch.randn(2, 4, 90, 70)
-    out = tiled_inference(conv, image, out_channels=3, crop=CROP, stride=STRIDE, batch_size=7)
+    out = tiled_inference(conv, image, out_channels=3, crop=CROP, stride=STRIDE, batch_size=7, blend="cosine")
     with torch.no_grad():
         expected = conv(image)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
@@ -129,10 +129,12 @@ def test_pointwise_model_matches_whole_image() -> None:
 
 def test_single_map_output_and_model_output_object() -> None:
     image = torch.randn(1, 3, 50, 41)
-    out = tiled_inference(lambda x: x.sum(dim=1), image, crop=CROP, stride=STRIDE)
+    out = tiled_inference(lambda x: x.sum(dim=1), image, crop=CROP, stride=STRIDE, blend="cosine")
     assert out.shape == (1, 50, 41)
     torch.testing.assert_close(out, image.sum(dim=1), rtol=1e-5, atol=1e-5)
-    wrapped = tiled_inference(lambda x: ModelOutput(output=x * 2), image, crop=CROP, stride=STRIDE)
+    wrapped = tiled_inference(
+        lambda x: ModelOutput(output=x * 2), image, crop=CROP, stride=STRIDE, blend="cosine"
+    )
     torch.testing.assert_close(wrapped, image * 2, rtol=1e-5, atol=1e-5)
 
 
@@ -140,7 +142,9 @@ def test_single_map_output_and_model_output_object() -> None:
 def test_multitemporal_input(size: tuple[int, int]) -> None:
     image = torch.randn(2, 3, 4, *size)  # (B, C, T, H, W)
     recorder = Recorder()
-    out = tiled_inference(lambda x: recorder(x).mean(dim=2), image, crop=CROP, stride=STRIDE, batch_size=3)
+    out = tiled_inference(
+        lambda x: recorder(x).mean(dim=2), image, crop=CROP, stride=STRIDE, batch_size=3, blend="cosine"
+    )
     assert {s[:-2] for s in recorder.shapes} <= {(n, 3, 4) for n in range(1, 4)}
     torch.testing.assert_close(out, image.mean(dim=2), rtol=1e-5, atol=1e-5)
 
@@ -153,7 +157,9 @@ def test_per_sample_kwargs_follow_their_crops() -> None:
         assert offset.shape == (x.shape[0],)
         return x + scale * offset[:, None, None, None]
 
-    out = tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=4, offset=offset, scale=2.0)
+    out = tiled_inference(
+        model, image, crop=CROP, stride=STRIDE, batch_size=4, offset=offset, scale=2.0, blend="cosine"
+    )
     for b in range(3):
         torch.testing.assert_close(out[b], torch.full((1, 40, 40), 2.0 * offset[b].item()))
 
@@ -165,7 +171,12 @@ def test_cosine_blend_crossfades_between_crops() -> None:
         return torch.full_like(x[:, :1], float(next(calls)))  # one crop per call: value = crop index
 
     out = tiled_inference(
-        constant_per_batch, torch.zeros(1, 1, CROP, 56), crop=CROP, stride=STRIDE, batch_size=1
+        constant_per_batch,
+        torch.zeros(1, 1, CROP, 56),
+        crop=CROP,
+        stride=STRIDE,
+        batch_size=1,
+        blend="cosine",
     )
     row = out[0, 0, 0]
     assert row[0] == 0 and row[-1] == 1  # only one crop covers the outer columns
@@ -182,15 +193,15 @@ def test_cosine_blend_crossfades_between_crops() -> None:
 def test_deterministic() -> None:
     model = context_model()
     image = torch.randn(1, 3, 70, 90)
-    first = tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=3)
-    second = tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=3)
+    first = tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=3, blend="cosine")
+    second = tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=3, blend="cosine")
     assert torch.equal(first, second)
 
 
 def test_batches_never_exceed_batch_size_and_calls_match() -> None:
     recorder = Recorder()
     image = torch.randn(2, 3, 100, 77)
-    tiled_inference(recorder, image, crop=CROP, stride=STRIDE, batch_size=5)
+    tiled_inference(recorder, image, crop=CROP, stride=STRIDE, batch_size=5, blend="cosine")
     positions = 4 * 3  # rows (0, 24, 48, 68) x cols (0, 24, 45)
     assert len(recorder.shapes) == math.ceil(positions * 2 / 5)
     assert max(s[0] for s in recorder.shapes) == 5
@@ -200,31 +211,36 @@ def test_batches_never_exceed_batch_size_and_calls_match() -> None:
 
 def test_keeps_dtype_and_device() -> None:
     image = torch.randn(1, 2, 40, 40, dtype=torch.float64)
-    out = tiled_inference(lambda x: x * 1.5, image, crop=CROP, stride=STRIDE)
+    out = tiled_inference(lambda x: x * 1.5, image, crop=CROP, stride=STRIDE, blend="cosine")
     assert out.dtype == torch.float64 and out.device == image.device
     torch.testing.assert_close(out, image * 1.5)
 
 
 def test_half_precision_model_is_accumulated_in_float32() -> None:
     image = torch.rand(1, 2, 70, 70) * 100
-    out = tiled_inference(lambda x: x.half(), image, crop=CROP, stride=STRIDE)
+    out = tiled_inference(lambda x: x.half(), image, crop=CROP, stride=STRIDE, blend="cosine")
     assert out.dtype == torch.float16
     torch.testing.assert_close(out, image.half(), rtol=1e-3, atol=0.05)
 
 
 def test_verbose_shows_progress(capsys) -> None:
     tiled_inference(
-        lambda x: x, torch.zeros(1, 1, 40, 40), crop=CROP, stride=STRIDE, batch_size=1, verbose=True
+        lambda x: x,
+        torch.zeros(1, 1, 40, 40),
+        crop=CROP,
+        stride=STRIDE,
+        batch_size=1,
+        verbose=True,
+        blend="cosine",
     )
     assert "4/4" in capsys.readouterr().err  # 2 x 2 crops, one per call
 
 
-def test_legacy_parameters_are_mapped_with_warning() -> None:
+def test_reference_keywords_select_reference_blending() -> None:
     image = torch.randn(1, 1, 40, 40)
-    with pytest.warns(DeprecationWarning, match="average_patches"):
-        out = tiled_inference(
-            lambda x: x, image, h_crop=32, w_crop=32, h_stride=24, w_stride=24, average_patches=False
-        )
+    out = tiled_inference(
+        lambda x: x, image, h_crop=32, w_crop=32, h_stride=24, w_stride=24, average_patches=False
+    )
     torch.testing.assert_close(out, image)
 
 
@@ -250,7 +266,7 @@ def test_invalid_parameters(kwargs: dict, message: str) -> None:
 
 def test_invalid_input_rank() -> None:
     with pytest.raises(ValueError, match=r"\(B, C, H, W\).*got \(3, 40, 40\)"):
-        tiled_inference(lambda x: x, torch.zeros(3, 40, 40))
+        tiled_inference(lambda x: x, torch.zeros(3, 40, 40), blend="cosine")
 
 
 @pytest.mark.parametrize(
@@ -264,12 +280,14 @@ def test_invalid_input_rank() -> None:
 )
 def test_non_pixelwise_model_output(model, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
-        tiled_inference(model, torch.zeros(2, 1, 32, 32), crop=CROP, stride=STRIDE)
+        tiled_inference(model, torch.zeros(2, 1, 32, 32), crop=CROP, stride=STRIDE, blend="cosine")
 
 
 def test_out_channels_mismatch() -> None:
     with pytest.raises(ValueError, match="out_channels=5 but model_forward returned 3 channels"):
-        tiled_inference(lambda x: x, torch.zeros(1, 3, 40, 40), out_channels=5, crop=CROP, stride=STRIDE)
+        tiled_inference(
+            lambda x: x, torch.zeros(1, 3, 40, 40), out_channels=5, crop=CROP, stride=STRIDE, blend="cosine"
+        )
 
 
 def test_model_errors_propagate() -> None:
@@ -277,14 +295,14 @@ def test_model_errors_propagate() -> None:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     with pytest.raises(torch.OutOfMemoryError, match="Tried to allocate"):
-        tiled_inference(out_of_memory, torch.zeros(1, 1, 40, 40), crop=CROP, stride=STRIDE)
+        tiled_inference(out_of_memory, torch.zeros(1, 1, 40, 40), crop=CROP, stride=STRIDE, blend="cosine")
 
 
 # ----------------------------------------------------------------------------- GeoTIFF streaming
 def in_memory_reference(model: nn.Module, data: np.ndarray, batch_size: int = 3) -> torch.Tensor:
     """The in-memory result on the normalised whole scene, ``(C, H, W)``."""
     image = normalize(torch.from_numpy(data.astype("float32"))[None])
-    return tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=batch_size)[0]
+    return tiled_inference(model, image, crop=CROP, stride=STRIDE, batch_size=batch_size, blend="cosine")[0]
 
 
 def test_streaming_raw_equals_in_memory_and_keeps_georeference(tmp_path) -> None:
@@ -460,5 +478,5 @@ def test_streaming_rectangular_crops_match_in_memory(tmp_path) -> None:
     with rasterio.open(dst) as out:
         result = out.read()
     image = torch.from_numpy(data.astype("float32"))[None]
-    expected = tiled_inference(model, image, **axes)[0].numpy()
+    expected = tiled_inference(model, image, **axes, blend="cosine")[0].numpy()
     np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)

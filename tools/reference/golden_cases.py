@@ -87,7 +87,7 @@ def encoder_decoder_cases() -> list[dict[str, Any]]:
         _case("seg_tiny_bottleneck", task="segmentation", **_TINY,
               necks=[*PRITHVI_SINGLE, {"name": "AddBottleneckLayer"}], decoder="FCNDecoder",
               decoder_channels=16, num_classes=3),
-        _case("seg_tiny_maxpool", input_hw=256, task="segmentation", **_TINY,
+        _case("seg_tiny_maxpool", input_hw=128, task="segmentation", **_TINY,
               necks=[*PRITHVI_NECKS, {"name": "MaxpoolToPyramidal"}], decoder="UperNetDecoder",
               decoder_channels=16, num_classes=3),
         _case("seg_swin_upernet", task="segmentation", backbone="prithvi_swin_B", backbone_pretrained=False,

@@ -26,6 +26,11 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     args = parser.parse_args()
     import terratorch
+    import torch
+
+    # Importing the reference sets torch.set_float32_matmul_precision("medium") process-wide, which
+    # makes CPU matmuls bf16-accurate; golden figures must be float32.
+    torch.set_float32_matmul_precision("highest")
 
     version = getattr(terratorch, "__version__", None)
     if version is None:

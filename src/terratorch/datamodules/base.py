@@ -8,6 +8,7 @@ prediction on whole scenes.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -85,6 +86,14 @@ class GeoTIFFDataModule(LightningDataModule):
         check_stackability: check sample sizes before batching (clear error instead of torch's).
         rgb_indices: positions of red, green, blue in ``output_bands`` for plots (default: found
             by band name).
+        predict_dataset_bands, predict_output_bands: the same for the files of
+            ``predict_data_root`` (default: ``dataset_bands`` / ``output_bands``), for scenes stored
+            with other bands than the training chips.
+        ignore_split_file_extensions, allow_substring_split_file: how split-file entries select
+            files (see :func:`terratorch.datasets.utils.filter_split`).
+        embedding_input, pca_step: the inputs are embeddings (plots only).
+        kwargs: accepted for the reference's signature and ignored with a warning (kept in
+            ``self.kwargs``).
     """
 
     def __init__(
@@ -101,9 +110,28 @@ class GeoTIFFDataModule(LightningDataModule):
         pin_memory: bool = False,
         check_stackability: bool = True,
         rgb_indices: list[int] | None = None,
+        predict_dataset_bands: BandSpec | None = None,
+        predict_output_bands: BandSpec | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
+        embedding_input: bool = False,
+        pca_step: int = 4,
+        **kwargs: Any,
     ) -> None:
         super().__init__()
+        if kwargs:
+            warnings.warn(
+                f"{type(self).__name__}: ignoring unknown argument(s) {sorted(kwargs)} (the reference "
+                "accepts and ignores extra keyword arguments too)",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.kwargs = kwargs
         self.rgb_indices = rgb_indices
+        self.ignore_split_file_extensions = ignore_split_file_extensions
+        self.allow_substring_split_file = allow_substring_split_file
+        self.embedding_input = embedding_input
+        self.pca_step = pca_step
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
@@ -121,6 +149,14 @@ class GeoTIFFDataModule(LightningDataModule):
             raise ValueError(
                 f"output_bands={output} needs dataset_bands (the bands stored in the files, in order)"
             )
+        predict_dataset = expand_bands(predict_dataset_bands, key="predict_dataset_bands")
+        predict_output = expand_bands(predict_output_bands, key="predict_output_bands")
+        self.predict_dataset_bands = predict_dataset if predict_dataset is not None else self.dataset_bands
+        self.predict_output_bands = predict_output if predict_output is not None else self.output_bands
+        if predict_dataset is not None and predict_output is None and output is None:
+            self.predict_output_bands = self.predict_dataset_bands
+        if self.predict_dataset_bands is not None and self.predict_output_bands is not None:
+            select_band_indices(self.predict_dataset_bands, self.predict_output_bands)
         self.means = align_band_statistics(
             means, key="means", dataset_bands=self.dataset_bands, output_bands=self.output_bands
         )
@@ -144,6 +180,19 @@ class GeoTIFFDataModule(LightningDataModule):
     def build_dataset(self, split: str) -> Dataset:
         """Build the dataset of ``split`` (train, val, test, predict); subclasses implement it."""
         raise NotImplementedError
+
+    def common_dataset_kwargs(self, split: str) -> dict[str, Any]:
+        """Band and split-file arguments of the dataset of ``split`` (predict has its own bands)."""
+        predict = split == "predict"
+        kwargs: dict[str, Any] = {
+            "dataset_bands": self.predict_dataset_bands if predict else self.dataset_bands,
+            "output_bands": self.predict_output_bands if predict else self.output_bands,
+            "expand_temporal_dimension": self.expand_temporal_dimension,
+        }
+        if not predict:
+            kwargs["ignore_split_file_extensions"] = self.ignore_split_file_extensions
+            kwargs["allow_substring_split_file"] = self.allow_substring_split_file
+        return kwargs
 
     def root_for(self, split: str) -> Any:
         """The data root configured for ``split`` (``<split>_data_root``)."""

@@ -59,11 +59,9 @@ class _PixelWiseDataModule(GeoTIFFDataModule):
         """Keyword arguments shared by the datasets of every split."""
         return {
             "img_grep": self.img_grep,
-            "dataset_bands": self.dataset_bands,
-            "output_bands": self.output_bands,
+            **self.common_dataset_kwargs(split),
             "constant_scale": self.constant_scale,
             "no_data_replace": self.no_data_replace,
-            "expand_temporal_dimension": self.expand_temporal_dimension,
             "transform": self.test_transform if split == "predict" else getattr(self, f"{split}_transform"),
         }
 
@@ -72,18 +70,25 @@ class _PixelWiseDataModule(GeoTIFFDataModule):
         kwargs = self.dataset_kwargs(split)
         if split == "predict":
             return GenericImageDataset(self.predict_data_root, **kwargs)
+        # None: the labels sit beside the images (told apart by label_grep), as in the reference.
         label_root = getattr(self, f"{split}_label_data_root")
-        if label_root is None:
-            raise ValueError(f"{split}_label_data_root is required to train/evaluate (the label rasters)")
-        return self.dataset_class(
-            getattr(self, f"{split}_data_root"),
-            label_root,
-            label_grep=self.label_grep,
-            split=getattr(self, f"{split}_split"),
-            no_label_replace=self.no_label_replace,
-            **kwargs,
-            **self.extra_dataset_kwargs(),
-        )
+        try:
+            return self.dataset_class(
+                getattr(self, f"{split}_data_root"),
+                label_data_root=label_root,
+                label_grep=self.label_grep,
+                split=getattr(self, f"{split}_split"),
+                no_label_replace=self.no_label_replace,
+                **kwargs,
+                **self.extra_dataset_kwargs(),
+            )
+        except FileNotFoundError as error:
+            if label_root is not None or not str(error).startswith("label_data_root"):
+                raise
+            raise FileNotFoundError(
+                f"{error} ({split}_label_data_root is not set, so the labels are looked for beside the "
+                f"images; give {split}_label_data_root if they are elsewhere)"
+            ) from error
 
     def extra_dataset_kwargs(self) -> dict[str, Any]:
         """Task-specific dataset arguments."""
@@ -105,8 +110,15 @@ class GenericNonGeoSegmentationDataModule(_PixelWiseDataModule):
         num_classes: number of classes; label values outside ``[0, num_classes)`` (other than
             ``no_label_replace``) are reported with the file name.
         predict_data_root: images to predict (no labels).
-        train_label_data_root, val_label_data_root, test_label_data_root: label directories.
-        train_split, val_split, test_split: files with one sample stem per line.
+        train_label_data_root, val_label_data_root, test_label_data_root: label directories;
+            None (the default) means the labels sit beside the images of that split.
+        train_split, val_split, test_split: files with one sample (name, stem or substring) per line.
+        ignore_split_file_extensions, allow_substring_split_file: how split entries select files.
+        predict_dataset_bands, predict_output_bands: bands of the predict files (default:
+            ``dataset_bands`` / ``output_bands``).
+        embedding_input, pca_step: the inputs are embeddings (plots only).
+        tortilla_file, return_georeference: the reference's TACO input and georeference output;
+            not supported here (setting them raises NotImplementedError with an alternative).
         dataset_bands: bands in the files (names, ints, ``[a, b]`` inclusive ranges, mixable).
         output_bands: bands for the model, subset of ``dataset_bands``.
         constant_scale: multiply pixel values by this after reading.
@@ -114,9 +126,11 @@ class GenericNonGeoSegmentationDataModule(_PixelWiseDataModule):
             appended when missing); predict uses ``test_transform``.
         expand_temporal_dimension: files hold ``T * len(dataset_bands)`` bands; images become
             ``(C, T, H, W)``.
-        reduce_zero_label: label 0 means "unlabelled"; other labels shift down by one.
+        reduce_zero_label: label 0 means "unlabelled" (-1, or ``no_label_replace``); other labels
+            shift down by one.
         no_data_replace: value for image nodata/NaN pixels (NaNs without it are an error).
-        no_label_replace: value for label nodata pixels; use it as the task's ``ignore_index``.
+        no_label_replace: value for label nodata pixels (None: -1); use it as the task's
+            ``ignore_index``.
         drop_last, pin_memory, check_stackability, rgb_indices: see ``GeoTIFFDataModule``.
     """
 
@@ -126,6 +140,7 @@ class GenericNonGeoSegmentationDataModule(_PixelWiseDataModule):
         self,
         batch_size: int = 4,
         num_workers: int = 0,
+        num_classes: int | None = None,
         train_data_root: str | Path | None = None,
         val_data_root: str | Path | None = None,
         test_data_root: str | Path | None = None,
@@ -133,7 +148,6 @@ class GenericNonGeoSegmentationDataModule(_PixelWiseDataModule):
         label_grep: str = "*",
         means: list[float] | str | None = None,
         stds: list[float] | str | None = None,
-        num_classes: int | None = None,
         predict_data_root: str | Path | None = None,
         train_label_data_root: str | Path | None = None,
         val_label_data_root: str | Path | None = None,
@@ -141,21 +155,31 @@ class GenericNonGeoSegmentationDataModule(_PixelWiseDataModule):
         train_split: str | Path | None = None,
         val_split: str | Path | None = None,
         test_split: str | Path | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
         dataset_bands: Bands = None,
         output_bands: Bands = None,
-        constant_scale: float = 1.0,
+        predict_dataset_bands: Bands = None,
+        predict_output_bands: Bands = None,
+        constant_scale: float = 1,
+        rgb_indices: list[int] | None = None,
         train_transform: TransformList = None,
         val_transform: TransformList = None,
         test_transform: TransformList = None,
         expand_temporal_dimension: bool = False,
         reduce_zero_label: bool = False,
         no_data_replace: float | None = None,
-        no_label_replace: int | None = -1,
+        no_label_replace: int | None = None,
+        embedding_input: bool = False,
+        pca_step: int = 4,
         drop_last: bool = True,
         pin_memory: bool = False,
         check_stackability: bool = True,
-        rgb_indices: list[int] | None = None,
+        tortilla_file: str | Path | None = None,
+        return_georeference: bool = False,
+        **kwargs: Any,
     ) -> None:
+        _check_unsupported(tortilla_file=tortilla_file, return_georeference=return_georeference)
         super().__init__(
             batch_size=batch_size,
             num_workers=num_workers,
@@ -168,10 +192,20 @@ class GenericNonGeoSegmentationDataModule(_PixelWiseDataModule):
             pin_memory=pin_memory,
             check_stackability=check_stackability,
             rgb_indices=rgb_indices,
+            predict_dataset_bands=predict_dataset_bands,
+            predict_output_bands=predict_output_bands,
+            ignore_split_file_extensions=ignore_split_file_extensions,
+            allow_substring_split_file=allow_substring_split_file,
+            embedding_input=embedding_input,
+            pca_step=pca_step,
+            **kwargs,
         )
         self._store(locals())
+        self.reduce_zero_label = reduce_zero_label
         self.num_classes = num_classes
         self.reduce_zero_label = reduce_zero_label
+        self.tortilla_file = tortilla_file
+        self.return_georeference = return_georeference
 
     def extra_dataset_kwargs(self) -> dict[str, Any]:
         """``num_classes`` and ``reduce_zero_label`` for the segmentation dataset."""
@@ -183,7 +217,8 @@ class GenericNonGeoPixelwiseRegressionDataModule(_PixelWiseDataModule):
 
     Batches: ``image`` float32 ``(B, C, H, W)``, ``mask`` float32 ``(B, H, W)``, ``filename``.
     Arguments as :class:`GenericNonGeoSegmentationDataModule` without the class-specific ones;
-    target nodata pixels become ``no_label_replace`` (set the task's ``ignore_index`` to it).
+    target nodata pixels become ``no_label_replace`` (set the task's ``ignore_index`` to it) and
+    ``reduce_zero_label`` subtracts 1 from every target, as in the reference.
     """
 
     dataset_class = GenericNonGeoPixelwiseRegressionDataset
@@ -195,30 +230,38 @@ class GenericNonGeoPixelwiseRegressionDataModule(_PixelWiseDataModule):
         train_data_root: str | Path | None = None,
         val_data_root: str | Path | None = None,
         test_data_root: str | Path | None = None,
-        img_grep: str = "*",
-        label_grep: str = "*",
         means: list[float] | str | None = None,
         stds: list[float] | str | None = None,
         predict_data_root: str | Path | None = None,
+        img_grep: str = "*",
+        label_grep: str = "*",
         train_label_data_root: str | Path | None = None,
         val_label_data_root: str | Path | None = None,
         test_label_data_root: str | Path | None = None,
         train_split: str | Path | None = None,
         val_split: str | Path | None = None,
         test_split: str | Path | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
         dataset_bands: Bands = None,
         output_bands: Bands = None,
-        constant_scale: float = 1.0,
+        predict_dataset_bands: Bands = None,
+        predict_output_bands: Bands = None,
+        constant_scale: float = 1,
+        rgb_indices: list[int] | None = None,
         train_transform: TransformList = None,
         val_transform: TransformList = None,
         test_transform: TransformList = None,
         expand_temporal_dimension: bool = False,
+        reduce_zero_label: bool = False,
         no_data_replace: float | None = None,
-        no_label_replace: float | None = -1,
+        no_label_replace: float | None = None,
+        embedding_input: bool = False,
+        pca_step: int = 4,
         drop_last: bool = True,
         pin_memory: bool = False,
         check_stackability: bool = True,
-        rgb_indices: list[int] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -232,5 +275,35 @@ class GenericNonGeoPixelwiseRegressionDataModule(_PixelWiseDataModule):
             pin_memory=pin_memory,
             check_stackability=check_stackability,
             rgb_indices=rgb_indices,
+            predict_dataset_bands=predict_dataset_bands,
+            predict_output_bands=predict_output_bands,
+            ignore_split_file_extensions=ignore_split_file_extensions,
+            allow_substring_split_file=allow_substring_split_file,
+            embedding_input=embedding_input,
+            pca_step=pca_step,
+            **kwargs,
         )
         self._store(locals())
+        self.reduce_zero_label = reduce_zero_label
+
+    def extra_dataset_kwargs(self) -> dict[str, Any]:
+        """``reduce_zero_label`` (targets shift down by one) for the regression dataset."""
+        return {"reduce_zero_label": self.reduce_zero_label}
+
+
+def _check_unsupported(*, tortilla_file: Any, return_georeference: bool) -> None:
+    """Refuse the reference's TACO/tortilla input and georeference output (not implemented here).
+
+    Raises:
+        NotImplementedError: either option is set, with what to use instead.
+    """
+    if tortilla_file is not None:
+        raise NotImplementedError(
+            "tortilla_file: reading TACO/tortilla archives is not supported; extract the GeoTIFFs and "
+            "give train/val/test_data_root instead"
+        )
+    if return_georeference:
+        raise NotImplementedError(
+            "return_georeference: samples carry 'filename'; read the georeference from that file "
+            "(rasterio.open(filename).transform/.crs) instead"
+        )

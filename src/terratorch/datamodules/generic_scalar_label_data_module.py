@@ -37,11 +37,9 @@ class _ScalarLabelDataModule(GeoTIFFDataModule):
         """Arguments shared by the datasets of every split."""
         return {
             "img_grep": self.img_grep,
-            "dataset_bands": self.dataset_bands,
-            "output_bands": self.output_bands,
+            **self.common_dataset_kwargs(split),
             "constant_scale": self.constant_scale,
             "no_data_replace": self.no_data_replace,
-            "expand_temporal_dimension": self.expand_temporal_dimension,
             "transform": self.test_transform if split == "predict" else getattr(self, f"{split}_transform"),
         }
 
@@ -71,10 +69,13 @@ class GenericNonGeoClassificationDataModule(_ScalarLabelDataModule):
         means, stds: per-band statistics (list or file), aligned with ``output_bands``.
         num_classes: when given, must equal the number of class folders.
         predict_data_root: directory of images to classify (``img_grep`` applied directly).
-        train_split, val_split, test_split: files with one sample stem per line.
+        train_split, val_split, test_split: files with one sample per line.
+        ignore_split_file_extensions, allow_substring_split_file: how split entries select files.
+        predict_dataset_bands: bands of the predict files (default: ``dataset_bands``).
+        no_data_replace: value for nodata/NaN pixels (default 0, as in the reference).
         class_names: class names in index order (default: sorted folder names).
         dataset_bands, output_bands, constant_scale, *_transform, expand_temporal_dimension,
-        no_data_replace, drop_last, pin_memory, check_stackability, rgb_indices: as in
+        drop_last, pin_memory, check_stackability, rgb_indices: as in
             :class:`~terratorch.datamodules.GenericNonGeoSegmentationDataModule`.
     """
 
@@ -85,7 +86,6 @@ class GenericNonGeoClassificationDataModule(_ScalarLabelDataModule):
         train_data_root: str | Path | None = None,
         val_data_root: str | Path | None = None,
         test_data_root: str | Path | None = None,
-        img_grep: str = "*",
         means: list[float] | str | None = None,
         stds: list[float] | str | None = None,
         num_classes: int | None = None,
@@ -93,19 +93,24 @@ class GenericNonGeoClassificationDataModule(_ScalarLabelDataModule):
         train_split: str | Path | None = None,
         val_split: str | Path | None = None,
         test_split: str | Path | None = None,
-        class_names: list[str] | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
         dataset_bands: Bands = None,
+        predict_dataset_bands: Bands = None,
         output_bands: Bands = None,
-        constant_scale: float = 1.0,
+        constant_scale: float = 1,
+        rgb_indices: list[int] | None = None,
         train_transform: TransformList = None,
         val_transform: TransformList = None,
         test_transform: TransformList = None,
         expand_temporal_dimension: bool = False,
-        no_data_replace: float | None = None,
+        no_data_replace: float | None = 0,
         drop_last: bool = True,
-        pin_memory: bool = False,
         check_stackability: bool = True,
-        rgb_indices: list[int] | None = None,
+        img_grep: str = "*",
+        class_names: list[str] | None = None,
+        pin_memory: bool = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -119,6 +124,10 @@ class GenericNonGeoClassificationDataModule(_ScalarLabelDataModule):
             pin_memory=pin_memory,
             check_stackability=check_stackability,
             rgb_indices=rgb_indices,
+            predict_dataset_bands=predict_dataset_bands,
+            ignore_split_file_extensions=ignore_split_file_extensions,
+            allow_substring_split_file=allow_substring_split_file,
+            **kwargs,
         )
         self._store(locals())
         self.num_classes = num_classes

@@ -2,7 +2,8 @@
 
 Samples are dicts: ``image`` float32 ``(C, H, W)`` (or ``(C, T, H, W)``), ``mask`` ``(H, W)``
 (int64 class ids for segmentation, float32 values for regression), ``filename`` (the image path).
-Without a label root the dataset is a prediction dataset: ``image`` and ``filename`` only.
+Without a label root the labels are looked for beside the images; :class:`GenericImageDataset` is the
+prediction dataset (``image`` and ``filename`` only).
 """
 
 from __future__ import annotations
@@ -28,32 +29,55 @@ class GenericPixelWiseDataset(GenericGeoTIFFDataset):
 
     Args:
         data_root: directory holding the images.
-        label_data_root: directory holding the labels (may equal ``data_root``); None for prediction.
-        img_grep: glob selecting images in ``data_root``, e.g. ``"*_merged.tif"``.
+        label_data_root: directory holding the labels; None means the labels sit beside the images
+            in ``data_root`` (``label_grep`` tells them apart).
+        image_grep: glob selecting images in ``data_root``, e.g. ``"*_merged.tif"``; ``img_grep``
+            (the datamodules' name) is accepted too.
         label_grep: glob selecting labels; an image pairs with the label whose ``*`` part matches.
-        split: optional file listing the sample stems to use (one per line).
-        no_label_replace: value written over label pixels equal to the label file's nodata/NaN.
+        split: optional file listing the samples to use (one per line).
+        ignore_split_file_extensions: compare split entries and file names without their last
+            extension (``a.jpg`` selects ``a.tif``).
+        allow_substring_split_file: a split entry selects every file whose name contains it
+            (False: names must equal an entry).
+        rgb_indices: positions of red, green, blue among the output bands (plots).
+        no_label_replace: value written over label pixels equal to the label file's nodata/NaN
+            (None: -1, see :attr:`label_fill_value`).
+        embedding_input, pca_step: the images are embeddings (plots project them with PCA fitted
+            on every ``pca_step``-th pixel); kept for plotting, reading is unchanged.
         Other arguments: see :class:`GenericGeoTIFFDataset`.
     """
 
     mask_dtype: type = np.float32
+    # False for the prediction dataset: no labels are looked for.
+    reads_labels: bool = True
 
     def __init__(
         self,
         data_root: str | Path,
         label_data_root: str | Path | None = None,
-        *,
-        img_grep: str = "*",
+        image_grep: str = "*",
         label_grep: str = "*",
         split: str | Path | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
+        rgb_indices: list[int] | None = None,
         dataset_bands: BandSpec | None = None,
         output_bands: BandSpec | None = None,
-        constant_scale: float = 1.0,
+        constant_scale: float = 1,
         transform: Any = None,
         no_data_replace: float | None = None,
-        no_label_replace: float | None = -1,
+        no_label_replace: float | None = None,
+        embedding_input: bool = False,
+        pca_step: int = 4,
         expand_temporal_dimension: bool = False,
+        *,
+        img_grep: str | None = None,
     ) -> None:
+        img_grep = img_grep if img_grep is not None else image_grep
+        self.img_grep = img_grep
+        self.rgb_indices = [0, 1, 2] if rgb_indices is None else list(rgb_indices)
+        self.embedding_input = embedding_input
+        self.pca_step = pca_step
         super().__init__(
             dataset_bands=dataset_bands,
             output_bands=output_bands,
@@ -64,16 +88,33 @@ class GenericPixelWiseDataset(GenericGeoTIFFDataset):
         )
         self.no_label_replace = no_label_replace
         split_stems = read_split_file(split) if split is not None else None
-        images = filter_split(find_files(data_root, img_grep), img_grep, split_stems)
+        images = filter_split(
+            find_files(data_root, img_grep),
+            img_grep,
+            split_stems,
+            ignore_extensions=ignore_split_file_extensions,
+            allow_substring=allow_substring_split_file,
+        )
         if not images:
             raise FileNotFoundError(
                 f"split: none of the files matching {img_grep!r} in {str(data_root)!r} is in {split}"
             )
+        if label_data_root is None and self.reads_labels:
+            label_data_root = data_root  # labels beside the images
         if label_data_root is None:
             self.samples: list[tuple[Path, Path | None]] = [(image, None) for image in images]
         else:
             labels = find_files(label_data_root, label_grep, key="label_data_root", grep_key="label_grep")
             self.samples = list(pair_images_labels(images, labels, img_grep=img_grep, label_grep=label_grep))
+
+    @property
+    def label_fill_value(self) -> float:
+        """Value of label nodata/NaN pixels: ``no_label_replace``, or -1 when it is None.
+
+        The reference leaves them as NaN when ``no_label_replace`` is None, which turns into an
+        arbitrary class id once cast; -1 is the usual ``ignore_index`` instead.
+        """
+        return self.no_label_replace if self.no_label_replace is not None else -1
 
     @property
     def has_labels(self) -> bool:
@@ -88,9 +129,9 @@ class GenericPixelWiseDataset(GenericGeoTIFFDataset):
         path = self.samples[index][1]
         read = read_raster(path, lambda count: [1])
         mask = read.data[0].astype(self.mask_dtype)
-        nodata = read.nodata if self.no_label_replace is not None else None
+        nodata = read.nodata
         if nodata is not None:
-            mask[nodata[0]] = self.no_label_replace
+            mask[nodata[0]] = self.label_fill_value
         return self.check_mask(mask, path)
 
     def check_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
@@ -126,8 +167,11 @@ class GenericNonGeoSegmentationDataset(GenericPixelWiseDataset):
         num_classes: when given, every label value (other than ``no_label_replace``) must be in
             ``[0, num_classes)``; a violation is an error naming the file and the value, raised at
             read time instead of a device-side assert deep in the loss.
-        reduce_zero_label: treat label 0 as "unlabelled" (mapped to ``no_label_replace``) and shift
-            the other labels down by one.
+        reduce_zero_label: treat label 0 as "unlabelled" (mapped to ``no_label_replace``, -1 by
+            default, as the reference's subtraction of 1 gives) and shift the other labels down by one.
+        class_names: names of the classes (plots).
+        tortilla_df, tortilla_indices, return_georeference: the reference's TACO input and
+            georeference output; not supported (setting them raises NotImplementedError).
         Other arguments: see :class:`GenericPixelWiseDataset`.
     """
 
@@ -136,15 +180,59 @@ class GenericNonGeoSegmentationDataset(GenericPixelWiseDataset):
     def __init__(
         self,
         data_root: str | Path,
-        label_data_root: str | Path | None = None,
-        *,
         num_classes: int | None = None,
+        label_data_root: str | Path | None = None,
+        image_grep: str = "*",
+        label_grep: str = "*",
+        split: str | Path | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
+        rgb_indices: list[int] | None = None,
+        dataset_bands: BandSpec | None = None,
+        output_bands: BandSpec | None = None,
+        class_names: list[str] | None = None,
+        constant_scale: float = 1,
+        transform: Any = None,
+        no_data_replace: float | None = None,
+        no_label_replace: int | None = None,
+        embedding_input: bool = False,
+        pca_step: int = 4,
+        expand_temporal_dimension: bool = False,
         reduce_zero_label: bool = False,
-        **kwargs: Any,
+        tortilla_df: Any = None,
+        tortilla_indices: list[Any] | None = None,
+        return_georeference: bool = False,
+        *,
+        img_grep: str | None = None,
     ) -> None:
-        super().__init__(data_root, label_data_root, **kwargs)
+        if tortilla_df is not None or tortilla_indices is not None or return_georeference:
+            raise NotImplementedError(
+                "tortilla_df/tortilla_indices/return_georeference are not supported: give data_root with "
+                "GeoTIFFs, and read georeferences from each sample's 'filename'"
+            )
+        super().__init__(
+            data_root,
+            label_data_root,
+            image_grep=image_grep,
+            img_grep=img_grep,
+            label_grep=label_grep,
+            split=split,
+            ignore_split_file_extensions=ignore_split_file_extensions,
+            allow_substring_split_file=allow_substring_split_file,
+            rgb_indices=rgb_indices,
+            dataset_bands=dataset_bands,
+            output_bands=output_bands,
+            constant_scale=constant_scale,
+            transform=transform,
+            no_data_replace=no_data_replace,
+            no_label_replace=no_label_replace,
+            embedding_input=embedding_input,
+            pca_step=pca_step,
+            expand_temporal_dimension=expand_temporal_dimension,
+        )
         self.num_classes = num_classes
         self.reduce_zero_label = reduce_zero_label
+        self.class_names = class_names
 
     @property
     def ignore_value(self) -> int:
@@ -195,14 +283,71 @@ class GenericNonGeoPixelwiseRegressionDataset(GenericPixelWiseDataset):
 
     Label pixels equal to the label file's nodata (or NaN) become ``no_label_replace``; set the
     task's ``ignore_index`` to the same value so they do not count in the loss.
+
+    Args:
+        reduce_zero_label: subtract 1 from every target value (as the reference does).
+        Other arguments: see :class:`GenericPixelWiseDataset`.
     """
 
     mask_dtype = np.float32
+
+    def __init__(
+        self,
+        data_root: str | Path,
+        label_data_root: str | Path | None = None,
+        image_grep: str = "*",
+        label_grep: str = "*",
+        split: str | Path | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
+        rgb_indices: list[int] | None = None,
+        dataset_bands: BandSpec | None = None,
+        output_bands: BandSpec | None = None,
+        constant_scale: float = 1,
+        transform: Any = None,
+        no_data_replace: float | None = None,
+        no_label_replace: float | None = None,
+        embedding_input: bool = False,
+        pca_step: int = 4,
+        expand_temporal_dimension: bool = False,
+        reduce_zero_label: bool = False,
+        *,
+        img_grep: str | None = None,
+    ) -> None:
+        super().__init__(
+            data_root,
+            label_data_root,
+            image_grep=image_grep,
+            img_grep=img_grep,
+            label_grep=label_grep,
+            split=split,
+            ignore_split_file_extensions=ignore_split_file_extensions,
+            allow_substring_split_file=allow_substring_split_file,
+            rgb_indices=rgb_indices,
+            dataset_bands=dataset_bands,
+            output_bands=output_bands,
+            constant_scale=constant_scale,
+            transform=transform,
+            no_data_replace=no_data_replace,
+            no_label_replace=no_label_replace,
+            embedding_input=embedding_input,
+            pca_step=pca_step,
+            expand_temporal_dimension=expand_temporal_dimension,
+        )
+        self.reduce_zero_label = reduce_zero_label
+
+    def check_mask(self, mask: np.ndarray, path: Path) -> np.ndarray:
+        """Apply ``reduce_zero_label`` (targets shift down by one)."""
+        return mask - 1 if self.reduce_zero_label else mask
 
 
 class GenericImageDataset(GenericPixelWiseDataset):
     """Images only (``image`` + ``filename``): the prediction dataset of every generic datamodule."""
 
+    reads_labels = False
+
     def __init__(self, data_root: str | Path, **kwargs: Any) -> None:
         kwargs.pop("label_data_root", None)
+        for key in ("label_grep", "no_label_replace", "num_classes", "reduce_zero_label", "class_names"):
+            kwargs.pop(key, None)
         super().__init__(data_root, None, **kwargs)

@@ -66,20 +66,43 @@ class GenericNonGeoClassificationDataset(GenericScalarLabelDataset):
             datasets so a class missing from one split cannot shift the indices (a silent bug of
             folder-based loaders). Default: the sorted sub-directory names of ``data_root``.
         num_classes: when given, must equal the number of classes.
+        ignore_split_file_extensions, allow_substring_split_file: how split entries select files
+            (see :func:`terratorch.datasets.utils.filter_split`).
+        require_label: accepted for the reference's signature; every sample has its folder's label.
+        rgb_indices: positions of red, green, blue among the output bands (plots).
+        no_data_replace: value for nodata/NaN pixels (0 by default, as in the reference).
         Other arguments: see :class:`GenericGeoTIFFDataset`.
     """
 
     def __init__(
         self,
         data_root: str | Path,
+        num_classes: int | None = None,
+        split: str | Path | None = None,
+        require_label: bool = True,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
+        rgb_indices: list[int] | None = None,
+        dataset_bands: BandSpec | None = None,
+        output_bands: BandSpec | None = None,
+        class_names: list[str] | None = None,
+        constant_scale: float = 1,
+        transform: Any = None,
+        no_data_replace: float | None = 0,
+        expand_temporal_dimension: bool = False,
         *,
         img_grep: str = "*",
-        split: str | Path | None = None,
-        class_names: list[str] | None = None,
-        num_classes: int | None = None,
-        **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(
+            dataset_bands=dataset_bands,
+            output_bands=output_bands,
+            constant_scale=constant_scale,
+            transform=transform,
+            no_data_replace=no_data_replace,
+            expand_temporal_dimension=expand_temporal_dimension,
+        )
+        self.require_label = require_label
+        self.rgb_indices = [0, 1, 2] if rgb_indices is None else list(rgb_indices)
         root = Path(data_root)
         found = class_directories(root)
         self.classes = list(class_names) if class_names is not None else found
@@ -95,7 +118,14 @@ class GenericNonGeoClassificationDataset(GenericScalarLabelDataset):
         split_stems = read_split_file(split) if split is not None else None
         for name in found:
             files = sorted(p for p in (root / name).glob(img_grep) if p.is_file())
-            for path in filter_split(files, img_grep, split_stems):
+            selected = filter_split(
+                files,
+                img_grep,
+                split_stems,
+                ignore_extensions=ignore_split_file_extensions,
+                allow_substring=allow_substring_split_file,
+            )
+            for path in selected:
                 self.files.append(path)
                 self.targets.append(self.classes.index(name))
         if not self.files:
@@ -137,13 +167,21 @@ class _CSVLabelDataset(GenericScalarLabelDataset):
         *,
         img_grep: str = "*",
         split: str | Path | None = None,
+        ignore_split_file_extensions: bool = True,
+        allow_substring_split_file: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.label_file = Path(label_file)
         self.columns, rows = read_label_csv(self.label_file)
         split_stems = read_split_file(split) if split is not None else None
-        images = filter_split(find_files(data_root, img_grep), img_grep, split_stems)
+        images = filter_split(
+            find_files(data_root, img_grep),
+            img_grep,
+            split_stems,
+            ignore_extensions=ignore_split_file_extensions,
+            allow_substring=allow_substring_split_file,
+        )
         if not images:
             raise FileNotFoundError(
                 f"split: none of the files matching {img_grep!r} in {str(data_root)!r} is in {split}"

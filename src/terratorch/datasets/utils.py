@@ -222,9 +222,40 @@ def pair_images_labels(
     return pairs
 
 
-def filter_split(files: Iterable[Path], grep: str, split: set[str] | None) -> list[Path]:
-    """Keep the files listed in ``split`` (all of them when ``split`` is None)."""
-    return [p for p in files if in_split(p, file_key(p, grep), split)]
+def filter_split(
+    files: Iterable[Path],
+    grep: str,
+    split: set[str] | None,
+    *,
+    ignore_extensions: bool | None = None,
+    allow_substring: bool | None = None,
+) -> list[Path]:
+    """Keep the files listed in ``split`` (all of them when ``split`` is None).
+
+    Without the two flags a file is kept when its glob key, name or stem is listed. With them the
+    split-file options of the generic datamodules apply: ``ignore_extensions`` drops the last
+    extension of both the listed entries and the file names before comparing (so ``a.jpg`` lists
+    ``a.tif``), and ``allow_substring`` keeps a file when any entry occurs inside its name
+    (otherwise the name must equal an entry).
+    """
+    if split is None:
+        return list(files)
+    if ignore_extensions is None and allow_substring is None:
+        return [p for p in files if in_split(p, file_key(p, grep), split)]
+    strip = bool(ignore_extensions)
+    entries = {_drop_extension(entry) if strip else entry for entry in split}
+    kept = []
+    for path in files:
+        name = _drop_extension(path.name) if strip else path.name
+        if name in entries or (allow_substring is not False and any(e in name for e in entries)):
+            kept.append(path)
+    return kept
+
+
+def _drop_extension(name: str) -> str:
+    """``a.b.tif`` -> ``a.b`` (only the last extension, as split files list ``name.ext``)."""
+    stem, dot, _ = name.rpartition(".")
+    return stem if dot and stem else name
 
 
 # ----------------------------------------------------------------------------- reading

@@ -24,7 +24,8 @@ examples:
   terratorch iterate --config bench.yaml --dry-run --n_trials 2 --defaults.trainer_args.max_epochs 1
   terratorch iterate --config bench.yaml --repeat --continue_existing_experiments
   terratorch iterate --config bench.yaml --summarize --experiments my_backbone unet_baseline
-  terratorch iterate --build_iterate_config --input configs/ --output bench.yaml
+  terratorch iterate --build_iterate_config --input configs/ --output out/ --template t.yaml --prefix my
+  terratorch iterate --summarize --config summarize.yaml   # list_of_experiment_names, task_names, ...
   terratorch iterate --config bench.yaml --backend ray --ray-address 10.0.0.1:6379
   terratorch iterate --config bench.yaml --storage postgresql+psycopg2://user@db-host/optuna  # per worker
 """
@@ -70,6 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="convert fine-tuning YAMLs (--input DIR|FILE) into a benchmark config (--output)",
     )
     parser.add_argument("--input", help="fine-tuning YAML file or folder for --build_iterate_config")
+    parser.add_argument(
+        "--template",
+        help="--build_iterate_config: benchmark YAML whose keys (defaults, optimization_space, storage_uri, "
+        "n_trials, ...) the new config starts from; its first task gives type and direction",
+    )
+    parser.add_argument(
+        "--prefix", help="--build_iterate_config: experiment_name becomes <prefix>_<backbone>"
+    )
+    for key in ("list_of_experiment_names", "task_names", "task_metrics"):
+        parser.add_argument(f"--{key}", nargs="+", help=f"summarize config key {key} (overrides the config)")
     parser.add_argument("--verbose", action="store_true", help="show full tracebacks on errors")
     parser.add_argument(
         "--backend",
@@ -136,6 +147,11 @@ def _main(argv: list[str]) -> int:
     warnings.filterwarnings("default", category=DeprecationWarning, module="terratorch")
     if args.storage:
         overrides.append(("optuna_storage", args.storage))
+    for key in ("list_of_experiment_names", "task_names", "task_metrics"):
+        if getattr(args, key):
+            overrides.append((key, "[" + ", ".join(repr(v) for v in getattr(args, key)) + "]"))
+    if _summarize_config(args.config, overrides):
+        return _summarize_only(args, overrides)
     plan = load_plan(args.config, overrides)
     if args.dry_run:
         print(plan.describe())
@@ -149,6 +165,44 @@ def _main(argv: list[str]) -> int:
     finally:
         if backend is not None:
             backend.close()
+
+
+def _summarize_config(path: str, overrides: list[tuple[str, str]]) -> bool:
+    """True when ``path`` is the reference tool's summarize config (experiments listed, no tasks)."""
+    from pathlib import Path
+
+    from terratorch.iterate.config import _read_yaml, apply_overrides, is_summarize_config
+
+    return is_summarize_config(apply_overrides(_read_yaml(Path(path).expanduser(), path), overrides))
+
+
+def _summarize_only(args: argparse.Namespace, overrides: list[tuple[str, str]]) -> int:
+    """``--summarize`` with a summarize config: one report comparing the listed experiments."""
+    from pathlib import Path
+
+    from terratorch.iterate.config import load_summarize_config
+    from terratorch.iterate.summarize import load_results, write_summary
+    from terratorch.iterate.tracking import resolve_storage
+
+    config = load_summarize_config(args.config, overrides)
+    if args.hpo or args.repeat:
+        raise ValueError("a summarize config only summarizes: drop --hpo/--repeat")
+    location = resolve_storage(config.storage_uri)
+    if args.dry_run:
+        print(f"summarize {config.list_of_experiment_names} from {location.tracking_uri}")
+        print(f"tasks {config.task_names or 'all'} metrics {config.task_metrics or 'each task metric'}")
+        print("dry run: config is valid; nothing was read or written")
+        return 0
+    parents = [args.parent_run_id] if args.parent_run_id else None
+    results = load_results(location.tracking_uri, config.list_of_experiment_names, parents)
+    if config.task_names:
+        for experiment in results.experiments:
+            experiment.tasks = {k: v for k, v in experiment.tasks.items() if k in config.task_names}
+    base = location.local_dir or Path.cwd()
+    output = Path(args.output) if args.output else base / "reports" / config.benchmark_name
+    path = write_summary(results, output)
+    print(f"report written to {path}")
+    return 0
 
 
 def _backend(args: argparse.Namespace, plan: Any) -> Any:
@@ -193,9 +247,46 @@ def _convert(args: argparse.Namespace) -> int:
 
     from terratorch.iterate.convert import build_iterate_config
 
-    path = build_iterate_config(Path(args.input), Path(args.output))
-    print(f"benchmark config written to {path or args.output}")
+    output = Path(args.output)
+    if output.is_dir():
+        output = output / f"{args.prefix or 'tt-iterate-'}_{Path(args.input).stem}.yaml"
+    path = Path(build_iterate_config(Path(args.input), output, overwrite=True) or output)
+    if args.template or args.prefix:
+        _apply_template(path, args.template, args.prefix)
+    print(f"benchmark config written to {path}")
     return 0
+
+
+def _apply_template(path: Any, template: str | None, prefix: str | None) -> None:
+    """Start the converted config from ``template`` (tasks kept) and name it ``<prefix>_<backbone>``."""
+    from pathlib import Path
+
+    import yaml
+
+    from terratorch.iterate.config import _read_yaml
+
+    converted = _read_yaml(Path(path), str(path))
+    merged = dict(converted)
+    if template:
+        base = _read_yaml(Path(template).expanduser(), template)
+        first = (base.get("tasks") or [{}])[0]
+        merged = {**{k: v for k, v in base.items() if k != "tasks"}, "tasks": converted.get("tasks", [])}
+        for task in merged["tasks"]:
+            for key in ("type", "direction"):
+                if key in first:
+                    task[key] = first[key]
+        for key in ("backbone",):
+            if key in converted and key not in base:
+                merged[key] = converted[key]
+    if prefix:
+        backbone = (
+            (merged.get("backbone") or {}).get("backbone")
+            if isinstance(merged.get("backbone"), dict)
+            else None
+        )
+        name = backbone if isinstance(backbone, str) else Path(path).stem
+        merged["experiment_name"] = f"{prefix}_{name}"
+    Path(path).write_text(yaml.safe_dump(merged, sort_keys=False))
 
 
 if __name__ == "__main__":

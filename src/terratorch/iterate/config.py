@@ -11,9 +11,17 @@ Precedence (lowest first): ``defaults`` → the task's ``terratorch_task``/``tra
 task's shorthand keys (``lr``, ``loss``, ``max_epochs``, ...) → the sampled hyperparameters.
 
 :func:`build_plan` turns a config into one :class:`TaskPlan` per task and checks everything that can
-be checked without training (keys, task types, metrics, directions, search-space keys against the
-task class and model-factory signatures, importable datamodules and backbones). All problems are
-collected and raised together as one :class:`ConfigError` whose lines carry the key paths.
+be checked without training (keys, task types, metrics, directions, backbones). The task, datamodule
+and trainer sections, and each search-space key injected into them, are validated by the
+jsonargparse/LightningCLI parser of ``terratorch fit`` (:mod:`terratorch.iterate.lightning_bridge`),
+which is also what builds them at run time. All problems are collected and raised together as one
+:class:`ConfigError` whose lines carry the key paths.
+
+The file is read with the CLI's YAML loader, so ``lr: 1e-6`` is a float as in ``terratorch fit``
+(``yaml.safe_load`` would read it as a string). The keys of the reference benchmark tool
+(terratorch-iterate) are accepted: ``ray_storage_path``, ``logger``, ``output_path``,
+``max_run_duration``, leaf-name ``optimization_except`` and the summarize keys
+(``list_of_experiment_names``, ``task_names``, ``task_metrics``, ``benchmark_name``).
 """
 
 from __future__ import annotations
@@ -25,14 +33,15 @@ import importlib
 import inspect
 import json
 import os
+import re
 import types
 import typing
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from terratorch.iterate import space as space_mod
@@ -42,12 +51,15 @@ __all__ = [
     "BenchmarkConfig",
     "BenchmarkPlan",
     "ConfigError",
+    "SummarizeConfig",
     "TaskPlan",
     "TaskSpec",
     "apply_overrides",
     "build_plan",
+    "is_summarize_config",
     "load_config",
     "load_plan",
+    "load_summarize_config",
     "parse_config",
 ]
 
@@ -58,6 +70,14 @@ _HASH_EXCLUDED = (
     "run_repetitions",
     "description",
     "save_models",
+    "ray_storage_path",
+    "logger",
+    "output_path",
+    "parent_run_id",
+    "list_of_experiment_names",
+    "task_names",
+    "task_metrics",
+    "benchmark_name",
     "test_models",
     "demo_data",
     "ray",
@@ -149,8 +169,9 @@ class TaskSpec(_Strict):
     early_stop_patience: int | None = None
     early_prune: bool = False
     optimization_except: list[str] = []
+    max_run_duration: str | None = None
     trainer_args: dict[str, Any] = {}
-    terratorch_task: dict[str, Any] = {}
+    terratorch_task: dict[str, Any] | None = {}
 
 
 class RaySpec(_Strict):
@@ -164,7 +185,13 @@ class RaySpec(_Strict):
 
 
 class BenchmarkConfig(_Strict):
-    """The normalised benchmark config (both layouts of API.md §8)."""
+    """The normalised benchmark config (both layouts of API.md §8, and the reference tool's keys).
+
+    ``ray_storage_path`` (where the reference keeps Ray Tune results), ``logger`` (a
+    ``logging.config`` file), ``output_path`` (CSV of the repeated runs) and ``parent_run_id`` are the
+    reference tool's keys; ``list_of_experiment_names``, ``task_names``, ``task_metrics`` and
+    ``benchmark_name`` form its summarize config (see :class:`SummarizeConfig`).
+    """
 
     experiment_name: str
     run_name: str | None = None
@@ -189,6 +216,14 @@ class BenchmarkConfig(_Strict):
     reference_ranges: dict[str, list[float]] | None = None
     demo_data: list[DemoDataSpec] = []
     ray: RaySpec | None = None
+    ray_storage_path: str | None = None
+    logger: str | None = None
+    output_path: str | None = None
+    parent_run_id: str | None = None
+    list_of_experiment_names: list[str] | None = None
+    task_names: list[str] | None = None
+    task_metrics: list[str] | None = None
+    benchmark_name: str | None = None
 
     def config_hash(self) -> str:
         """Short hash of everything that changes what trials compute (see ``_HASH_EXCLUDED``)."""
@@ -204,7 +239,7 @@ class BenchmarkConfig(_Strict):
         if spec:
             return spec
         for task in self.tasks:
-            for source in (task.terratorch_task, self.defaults.terratorch_task):
+            for source in (task.terratorch_task or {}, self.defaults.terratorch_task):
                 backbone = source.get("model_args", {}).get("backbone")
                 if isinstance(backbone, str):
                     return backbone
@@ -212,6 +247,50 @@ class BenchmarkConfig(_Strict):
                     return str(backbone["class_path"])
         factory = self.tasks[0].model_factory or self.defaults.terratorch_task.get("model_factory")
         return str(factory or "unknown")
+
+
+class SummarizeConfig(_Strict):
+    """The reference tool's summarize config (``terratorch iterate --summarize --config FILE``).
+
+    Compares the repeated runs of several experiments stored under ``storage_uri``. ``task_names``
+    (and the matching ``task_metrics``) restrict the report to those tasks; ``benchmark_name`` names
+    the report folder. ``run_repetitions`` is accepted for compatibility (the report uses every
+    finished repetition). Other benchmark keys may be present and are ignored here.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    storage_uri: str
+    list_of_experiment_names: list[str]
+    task_names: list[str] = []
+    task_metrics: list[str] = []
+    benchmark_name: str = "summary"
+    run_repetitions: int | None = None
+
+
+def is_summarize_config(raw: Mapping[str, Any]) -> bool:
+    """True for a summarize config (it lists experiments and has no tasks)."""
+    return "list_of_experiment_names" in raw and not raw.get("tasks")
+
+
+def load_summarize_config(
+    path: str | os.PathLike[str], overrides: Sequence[tuple[str, str]] = ()
+) -> SummarizeConfig:
+    """Read and validate a summarize config (all problems at once).
+
+    Raises:
+        ConfigError: Missing or ill-typed keys, or ``task_metrics`` not matching ``task_names``.
+    """
+    source = os.fspath(path)
+    raw = apply_overrides(_read_yaml(Path(path).expanduser(), source), overrides, source=source)
+    try:
+        config = SummarizeConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([(_loc(i["loc"]), _pydantic_message(i)) for i in error.errors()], source) from None
+    if config.task_metrics and len(config.task_metrics) != len(config.task_names):
+        problems = [("task_metrics", f"needs one metric per task name ({len(config.task_names)})")]
+        raise ConfigError(problems, source)
+    return config
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,12 +317,19 @@ def _read_yaml(file: Path, shown: str) -> dict[str, Any]:
         where = "is a directory" if file.is_dir() else "does not exist"
         raise FileNotFoundError(f"benchmark config {shown!r} {where} (looked at {file.resolve()}).")
     try:
-        raw = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
+        raw = _load_yaml(file.read_text())
+    except Exception as error:  # the loader's YAML errors
         raise ConfigError([("", f"not valid YAML: {error}")], source=str(file)) from None
     if not isinstance(raw, dict):
         raise ConfigError([("", f"the top level must be a mapping, got {type(raw).__name__}")], str(file))
     return raw
+
+
+def _load_yaml(text: str) -> Any:
+    """YAML as ``terratorch fit`` reads it (jsonargparse's loader: ``1e-6`` is a float)."""
+    from terratorch.cli.config_compat import load_config_text
+
+    return load_config_text(text)
 
 
 def apply_overrides(
@@ -258,8 +344,8 @@ def apply_overrides(
     problems = []
     for key, text in overrides:
         try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
+            value = _load_yaml(text)
+        except Exception:  # not YAML: keep the text
             value = text
         try:
             _set_path(data, key.split("."), value)
@@ -453,6 +539,7 @@ class TaskPlan:
         early_prune: Prune unpromising trials with Optuna's median pruner.
         space: The search parameters of this task (after ``optimization_except``).
         routes: Dotted parameter path → :class:`Route`.
+        max_run_duration: Stop each training after this long (``DD:HH:MM:SS``; None: no limit).
     """
 
     index: int
@@ -468,6 +555,7 @@ class TaskPlan:
     early_prune: bool = False
     space: list[space_mod.SearchParam] = field(default_factory=list)
     routes: dict[str, Route] = field(default_factory=dict)
+    max_run_duration: str | None = None
 
     def resolved(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The fully resolved training config for sampled ``values``: datamodule, task and trainer."""
@@ -551,52 +639,6 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
         else:
             merged[key] = copy.deepcopy(value)
     return merged
-
-
-def resolve_class(path: str, default_modules: Sequence[str] = ()) -> Any:
-    """Import ``pkg.mod.Name``, or find a bare ``Name`` in ``default_modules``.
-
-    Raises:
-        ImportError: The module or attribute does not exist (message names both).
-    """
-    module_name, _, attr = path.rpartition(".")
-    if module_name:
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as error:
-            raise ImportError(
-                f"cannot import module {module_name!r}: {type(error).__name__}: {error}"
-            ) from error
-        if not hasattr(module, attr):
-            close = difflib.get_close_matches(attr, [n for n in dir(module) if not n.startswith("_")], n=3)
-            hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise ImportError(f"module {module_name!r} has no attribute {attr!r}.{hint}")
-        return getattr(module, attr)
-    for candidate in default_modules:
-        try:
-            module = importlib.import_module(candidate)
-        except ImportError:
-            continue
-        if attr in getattr(module, "__all__", ()) or hasattr(module, attr):
-            return getattr(module, attr)
-    raise ImportError(f"{path!r} is not a dotted class path and was not found in {list(default_modules)}")
-
-
-DATAMODULE_MODULES = ("terratorch.datamodules",)
-
-
-def instantiate(spec: Any, default_modules: Sequence[str] = ()) -> Any:
-    """Build ``{class_path, init_args}`` specs recursively (lists and dicts are walked)."""
-    if isinstance(spec, Mapping) and "class_path" in spec:
-        cls = resolve_class(str(spec["class_path"]), default_modules)
-        kwargs = {k: instantiate(v) for k, v in dict(spec.get("init_args") or {}).items()}
-        kwargs.update({k: instantiate(v) for k, v in dict(spec.get("dict_kwargs") or {}).items()})
-        return cls(**kwargs)
-    if isinstance(spec, Mapping):
-        return {k: instantiate(v) for k, v in spec.items()}
-    if isinstance(spec, list):
-        return [instantiate(v) for v in spec]
-    return spec
 
 
 def build_plan(
@@ -691,13 +733,14 @@ def _plan_task(
         trainer_args["max_epochs"] = task.max_epochs
     if task.early_stop_patience is not None and task.early_stop_patience < 1:
         problems.append((f"{where}.early_stop_patience", f"must be >= 1, got {task.early_stop_patience}"))
-    names = {p.path for p in params}
-    for name in task.optimization_except:
-        if name not in names and not any(n.startswith(f"{name}.") for n in names):
-            problems.append(
-                (f"{where}.optimization_except", f"{name!r} is not in optimization_space ({sorted(names)})")
+    if task.max_run_duration is not None and not _DURATION.fullmatch(task.max_run_duration):
+        problems.append(
+            (
+                f"{where}.max_run_duration",
+                f"must be DD:HH:MM:SS (e.g. 00:12:00:00), got {task.max_run_duration!r}",
             )
-    task_space = space_mod.without(params, task.optimization_except)
+        )
+    task_space = _except(params, task.optimization_except)
     if not task_space and config.n_trials > 1:
         problems.append(
             (
@@ -720,6 +763,7 @@ def _plan_task(
         early_stop_patience=task.early_stop_patience,
         early_prune=task.early_prune,
         space=task_space,
+        max_run_duration=task.max_run_duration,
     )
     plan.datamodule.setdefault("init_args", {})
     if check_imports:
@@ -727,6 +771,27 @@ def _plan_task(
     else:
         plan.routes = {p.path: _default_route(p.path) for p in task_space}
     return plan
+
+
+_DURATION = re.compile(r"\d+:\d{1,2}:\d{1,2}:\d{1,2}")
+
+
+def _except(params: list[space_mod.SearchParam], names: Sequence[str]) -> list[space_mod.SearchParam]:
+    """``params`` without those named in ``optimization_except``.
+
+    A name matches a full dotted path (``optimizer_hparams.weight_decay``) or any one of its parts
+    (``weight_decay``, or ``model_args`` for everything below it), as in the reference tool; names
+    that match nothing are ignored (a shared exception list may name keys some spaces lack).
+    """
+    skip = set(names)
+    kept = []
+    for param in params:
+        parts = param.path.split(".")
+        prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if skip & (set(parts) | prefixes):
+            continue
+        kept.append(param)
+    return kept
 
 
 def _check_metric(task: TaskSpec, where: str, problems: list[tuple[str, str]]) -> str | None:
@@ -751,7 +816,7 @@ def _check_direction(task: TaskSpec, default: str, where: str, problems: list[tu
 
 
 def _task_kwargs(config: BenchmarkConfig, task: TaskSpec) -> dict[str, Any]:
-    kwargs = deep_merge(config.defaults.terratorch_task, task.terratorch_task)
+    kwargs = deep_merge(config.defaults.terratorch_task, task.terratorch_task or {})
     for key in ("loss", "lr", "freeze_backbone", "ignore_index", "class_names"):
         value = getattr(task, key)
         if value is not None:
@@ -789,9 +854,9 @@ def _model_args(config: BenchmarkConfig, task: TaskSpec, model_args: dict[str, A
     return model_args
 
 
-def _route_bands(model_args: dict[str, Any], factory_params: Mapping[str, inspect.Parameter]) -> None:
+def _route_bands(model_args: dict[str, Any], factory_takes_bands: bool) -> None:
     """Give ``bands`` to the factory if it takes them, else to our backbone, else as timm ``in_chans``."""
-    if "bands" not in model_args or "bands" in factory_params:
+    if "bands" not in model_args or factory_takes_bands:
         return
     bands = model_args.pop("bands")
     backbone = model_args.get("backbone")
@@ -815,163 +880,93 @@ def _default_route(path: str) -> Route:
     return Route("task", tuple(path.split(".")))
 
 
-def _signature(obj: Any) -> tuple[dict[str, inspect.Parameter], bool]:
-    """Named parameters of a callable (minus self) and whether it takes ``**kwargs``."""
-    params = dict(inspect.signature(obj).parameters)
-    params.pop("self", None)
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = {
-        n: p
-        for n, p in params.items()
-        if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    }
-    return named, var_kw
-
-
-def _factory_accepts(key: str, named: Mapping[str, Any], var_kw: bool) -> bool:
-    return key in named or (var_kw and key.startswith(_FACTORY_PREFIXES))
-
-
 def _check_imports(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
-    task_params = _check_task_class(plan, where, problems)
-    factory_sig = _check_factory(plan, where, problems)
-    _check_datamodule(plan, where, problems)
-    _check_trainer_args(plan, where, problems)
+    """Validate the task's sections and every search-space key with the CLI parser of ``terratorch fit``."""
+    from terratorch.iterate import lightning_bridge
+
+    if not _check_factory(plan, where, problems):
+        return
     _check_backbone(plan, where, problems)
     for param in plan.space:
-        route = _route(param.path, task_params, factory_sig)
-        if route is None:
-            problems.append(
-                (f"optimization_space.{param.path}", _route_error(param.path, plan, task_params, factory_sig))
+        plan.routes[param.path] = _default_route(param.path)
+    by_section = lightning_bridge.validate_sections(plan.resolved({}), where)
+    problems.extend(problem for found in by_section.values() for problem in found)
+    for param in plan.space:
+        route = plan.routes[param.path]
+        section = {"datamodule": "data", "trainer": "trainer"}.get(route.target, "model")
+        if by_section[section]:
+            continue  # the section itself is invalid: that is already reported
+        resolved = plan.resolved({param.path: _representative(param)})
+        config = lightning_bridge.cli_config(resolved)
+        message = lightning_bridge.validate_section(section, config[section])
+        if message is not None and route.target == "task" and _factory_takes(plan, route.keys[0]):
+            # Kept for configs of earlier versions of this tool; the reference spelling is model_args.<key>.
+            plan.routes[param.path] = Route("model_args", route.keys)
+            warnings.warn(
+                f"optimization_space.{param.path} is a model factory argument: write it as "
+                f"model_args.{param.path} (the reference spelling); top-level factory keys are deprecated.",
+                DeprecationWarning,
+                stacklevel=2,
             )
-        else:
-            plan.routes[param.path] = route
+            continue
+        if message is not None:
+            _, text = lightning_bridge.split_message(message, section, where)
+            problems.append((f"optimization_space.{param.path}", f"{text} (task {plan.name!r}){_SPACE_HINT}"))
 
 
-def _route(
-    path: str,
-    task_params: Mapping[str, Any] | None,
-    factory_sig: tuple[dict[str, Any], bool] | None,
-) -> Route | None:
-    head = path.split(".")[0]
-    default = _default_route(path)
-    if path == "batch_size" or head in ("trainer_args", "datamodule"):
-        return default
-    if head == "model_args":
-        key = default.keys[0]
-        return default if factory_sig is None or _factory_accepts(key, *factory_sig) else None
-    if task_params is None or head in task_params:
-        return default
-    if factory_sig is None:  # the factory itself is reported as a problem; do not guess here
-        return Route("model_args", tuple(path.split(".")))
-    if _factory_accepts(head, *factory_sig):
-        return Route("model_args", tuple(path.split(".")))
-    return None
+_SPACE_HINT = (
+    ". Search-space keys are task arguments (lr, optimizer_hparams.<name>, ...), model_args.<name>, "
+    "batch_size, trainer_args.<name> or datamodule.<name>."
+)
 
 
-def _route_error(
-    path: str,
-    plan: TaskPlan,
-    task_params: Mapping[str, Any] | None,
-    factory_sig: tuple[dict[str, Any], bool] | None,
-) -> str:
-    factory = plan.task_kwargs.get("model_factory")
-    candidates = list(task_params or {}) + list((factory_sig or ({}, False))[0]) + ["batch_size"]
-    key = path.split(".")[-1] if path.startswith("model_args.") else path.split(".")[0]
-    close = difflib.get_close_matches(key, candidates, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return (
-        f"{key!r} is accepted neither by {plan.task_class}.__init__ nor by {factory}.build_model (task "
-        f"{plan.name!r}).{hint} Search-space keys are task arguments (lr, optimizer_hparams.<name>, ...), "
-        "model factory arguments (or model_args.<name>, backbone_*/decoder_*/head_*), batch_size, "
-        "trainer_args.<name> or datamodule.<name>."
-    )
+def _factory_takes(plan: TaskPlan, key: str) -> bool:
+    """Whether the task's model factory names ``key`` among its ``build_model`` arguments (routing only)."""
+    from terratorch.registry import MODEL_FACTORY_REGISTRY
 
-
-def _check_task_class(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> dict[str, Any] | None:
     try:
-        cls = resolve_class(plan.task_class, ("terratorch.tasks",))
-    except Exception as error:
-        problems.append((f"{where}.type", f"task class {plan.task_class} is not available: {error}"))
-        return None
-    named, var_kw = _signature(cls.__init__)
-    if not var_kw:
-        for key in plan.task_kwargs:
-            if key not in named:
-                problems.append(
-                    (
-                        f"{where}.terratorch_task.{key}",
-                        f"not an argument of {plan.task_class}. " + _suggest(key, list(named)),
-                    )
-                )
-    return named
+        build = MODEL_FACTORY_REGISTRY[plan.task_kwargs.get("model_factory")].build_model
+    except Exception:  # unknown factories are reported by _check_factory
+        return False
+    return key in inspect.signature(build).parameters
 
 
-def _check_factory(
-    plan: TaskPlan, where: str, problems: list[tuple[str, str]]
-) -> tuple[dict[str, Any], bool] | None:
+def _representative(param: space_mod.SearchParam) -> Any:
+    """A value of ``param`` to validate its key with (its first choice, or its lower bound)."""
+    if param.kind == "categorical":
+        return param.choices[0]
+    return int(param.low) if param.kind == "int" else float(param.low)
+
+
+def _check_factory(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> bool:
+    """The model factory is registered (its arguments are not validated, as in ``terratorch fit``)."""
     from terratorch.registry import MODEL_FACTORY_REGISTRY
 
     name = plan.task_kwargs.get("model_factory")
     if not isinstance(name, str):
         problems.append((f"{where}.model_factory", f"must be a registered factory name, got {name!r}"))
-        return None
+        return False
     try:
         factory = MODEL_FACTORY_REGISTRY[name]
     except Exception as error:
         problems.append((f"{where}.model_factory", str(error)))
-        return None
+        return False
     build = getattr(factory, "build_model", None)
-    if build is None:
-        problems.append((f"{where}.model_factory", f"{name} has no build_model method"))
-        return None
-    named, var_kw = _signature(build)
-    named.pop("task", None)
-    model_args = plan.task_kwargs.setdefault("model_args", {})
-    _route_bands(model_args, named)
-    for key in model_args:
-        if not _factory_accepts(key, named, var_kw):
-            problems.append(
-                (
-                    f"{where}.terratorch_task.model_args.{key}",
-                    f"not accepted by {name}.build_model. " + _suggest(key, list(named)),
-                )
-            )
-    return named, var_kw
+    if build is not None:
+        takes_bands = "bands" in inspect.signature(build).parameters
+        _route_bands(plan.task_kwargs.setdefault("model_args", {}), takes_bands)
+    return True
 
 
-def _check_datamodule(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
-    path = plan.datamodule["class_path"]
-    try:
-        cls = resolve_class(path, DATAMODULE_MODULES)
-    except Exception as error:
-        problems.append((f"{where}.datamodule.class_path", f"cannot import datamodule: {error}"))
-        return
-    named, var_kw = _signature(cls.__init__)
-    if var_kw:
-        return
-    for key in plan.datamodule.get("init_args", {}):
-        if key not in named:
-            problems.append(
-                (
-                    f"{where}.datamodule.init_args.{key}",
-                    f"not an argument of {cls.__name__}. " + _suggest(key, list(named)),
-                )
-            )
-
-
-def _check_trainer_args(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
-    from lightning import Trainer
-
-    named, _ = _signature(Trainer.__init__)
-    for key in plan.trainer_args:
-        if key not in named:
-            problems.append(
-                (
-                    f"{where}.trainer_args.{key}",
-                    "not a lightning.Trainer argument. " + _suggest(key, list(named)),
-                )
-            )
+def _import_object(path: str) -> Any:
+    """Import ``pkg.mod.Name`` (a backbone given by class path)."""
+    module_name, _, attr = path.rpartition(".")
+    if not module_name:
+        raise ImportError(f"{path!r} is not a dotted import path (pkg.module.Class)")
+    module = importlib.import_module(module_name)
+    if not hasattr(module, attr):
+        raise ImportError(f"module {module_name!r} has no attribute {attr!r}")
+    return getattr(module, attr)
 
 
 def _check_backbone(plan: TaskPlan, where: str, problems: list[tuple[str, str]]) -> None:
@@ -983,7 +978,7 @@ def _check_backbone(plan: TaskPlan, where: str, problems: list[tuple[str, str]])
             problems.append((f"{where}.backbone", "a backbone mapping needs 'class_path' (and 'init_args')"))
             return
         try:
-            resolve_class(str(backbone["class_path"]))
+            _import_object(str(backbone["class_path"]))
         except Exception as error:
             problems.append(("backbone.backbone.class_path", f"cannot import backbone class: {error}"))
         return
@@ -993,7 +988,7 @@ def _check_backbone(plan: TaskPlan, where: str, problems: list[tuple[str, str]])
         looked = Path(str(weights)).expanduser().resolve()
         problems.append(
             (
-                "backbone.backbone_args.pretrained_cfg_overlay.file",
+                f"{where}.model_args.backbone_pretrained_cfg_overlay.file",
                 f"weights file {weights!r} does not exist (looked at {looked})",
             )
         )

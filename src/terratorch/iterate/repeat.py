@@ -116,6 +116,7 @@ def _one_repeat(runner: BenchmarkRunner, plan: Any, outcome: TaskOutcome, index:
             seed=seed,
             on_epoch=lambda epoch, metrics: tracker.log_metrics(run_id, metrics, step=epoch),
             early_stop_patience=plan.early_stop_patience,
+            max_run_duration=plan.max_run_duration,
             checkpoint_dir=scratch,
             test=True,
             test_on_best=cfg.report_on_best_val,

@@ -481,6 +481,7 @@ class BenchmarkRunner:
                     extra_callbacks=pruning,
                     on_epoch=on_epoch,
                     early_stop_patience=task.early_stop_patience,
+                    max_run_duration=task.max_run_duration,
                     checkpoint_dir=scratch,
                     test=cfg.test_models,
                     test_on_best=cfg.report_on_best_val,

@@ -10,7 +10,8 @@ Nested mappings that are not ranges group keys: ``optimizer_hparams: {weight_dec
 that dotted name is also the Optuna parameter name and the MLflow param name.
 
 Where a sampled value goes (datamodule, task constructor, model factory, trainer) is decided by
-:func:`terratorch.iterate.config.route_param`; this module knows nothing about tasks.
+:mod:`terratorch.iterate.config` (routes, validated with the CLI parser); this module knows nothing
+about tasks.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """One training run of the benchmark: build datamodule, task and trainer from a resolved config, fit,
 optionally test, and report the best epoch of the task's metric.
 
-This is the only module of the benchmark tool that touches Lightning; HPO trials and repetitions
-both call :func:`run_training`. The resolved config is the mapping produced by
+HPO trials and repetitions both call :func:`run_training`. Task, datamodule and trainer are built by
+the LightningCLI machinery of ``terratorch fit`` (:mod:`terratorch.iterate.lightning_bridge`), so a
+benchmark task builds exactly like the equivalent fine-tuning config. The resolved config is the
+mapping produced by
 :meth:`terratorch.iterate.config.TaskPlan.resolved`::
 
     {"datamodule": {"class_path": ..., "init_args": {...}},
@@ -21,13 +23,12 @@ from typing import Any
 
 from lightning import Callback, LightningModule, Trainer
 
-from terratorch.iterate.config import DATAMODULE_MODULES, instantiate, resolve_class
+from terratorch.iterate import lightning_bridge
 
 __all__ = [
     "MetricWatcher",
     "PruningCallback",
     "TrainingResult",
-    "build_datamodule",
     "build_task",
     "run_training",
     "watch_callbacks",
@@ -161,54 +162,61 @@ class PruningCallback(Callback):
 
 
 def build_task(task_config: Mapping[str, Any]) -> LightningModule:
-    """Instantiate the task class named in ``task_config["class"]`` with the other keys as kwargs.
-
-    ``{class_path, init_args}`` values (e.g. a backbone module in ``model_args.backbone``) are
-    instantiated first.
-    """
-    kwargs = copy.deepcopy(dict(task_config))
-    cls = resolve_class(kwargs.pop("class"), ("terratorch.tasks",))
-    model_args = kwargs.get("model_args")
-    if isinstance(model_args, Mapping):
-        kwargs["model_args"] = {k: instantiate(v) for k, v in model_args.items()}
-    return cls(**kwargs)
-
-
-def build_datamodule(datamodule_config: Mapping[str, Any]) -> Any:
-    """Instantiate the datamodule ``{class_path, init_args}`` (short names from terratorch.datamodules)."""
-    return instantiate(dict(datamodule_config), DATAMODULE_MODULES)
+    """Build the task ``{"class": <name>, **init_args}`` with the CLI's parser (as ``terratorch fit``)."""
+    return lightning_bridge.build_task(task_config)
 
 
 def watch_callbacks(
-    metric: str, direction: str, early_stop_patience: int | None, checkpoint_dir: str | Path | None
-) -> list[Callback]:
-    """Early stopping and checkpointing on the task metric in the task direction (not ``val/loss``)."""
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    metric: str,
+    direction: str,
+    early_stop_patience: int | None,
+    checkpoint_dir: str | Path | None,
+    max_run_duration: str | None = None,
+) -> list[dict[str, Any]]:
+    """Config specs of early stopping and checkpointing on the task metric (not ``val/loss``), and the timer.
 
-    callbacks: list[Callback] = []
+    They are ``{class_path, init_args}`` entries of ``trainer.callbacks``, built by the CLI.
+    ``max_run_duration`` (``DD:HH:MM:SS``) stops the run after that time (Lightning ``Timer``).
+    """
+    callbacks: list[dict[str, Any]] = []
     if early_stop_patience:
-        callbacks.append(EarlyStopping(monitor=metric, mode=direction, patience=early_stop_patience))
+        callbacks.append(
+            {
+                "class_path": "lightning.pytorch.callbacks.EarlyStopping",
+                "init_args": {"monitor": metric, "mode": direction, "patience": early_stop_patience},
+            }
+        )
     if checkpoint_dir is not None:
         callbacks.append(
-            ModelCheckpoint(
-                dirpath=str(checkpoint_dir),
-                filename="best",
-                monitor=metric,
-                mode=direction,
-                save_top_k=1,
-                save_last=True,
-            )
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {
+                    "dirpath": str(checkpoint_dir),
+                    "filename": "best",
+                    "monitor": metric,
+                    "mode": direction,
+                    "save_top_k": 1,
+                    "save_last": True,
+                },
+            }
+        )
+    if max_run_duration:
+        callbacks.append(
+            {"class_path": "lightning.pytorch.callbacks.Timer", "init_args": {"duration": max_run_duration}}
         )
     return callbacks
 
 
-def _trainer(trainer_args: Mapping[str, Any], callbacks: list[Callback], checkpointing: bool) -> Trainer:
-    args = dict(trainer_args)
+def _trainer_config(
+    trainer_args: Mapping[str, Any], callbacks: list[dict[str, Any]], checkpointing: bool
+) -> dict[str, Any]:
+    args = copy.deepcopy(dict(trainer_args))
     args.setdefault("logger", False)
     args.setdefault("enable_model_summary", False)
     args["enable_checkpointing"] = checkpointing
-    args["callbacks"] = [*list(args.pop("callbacks", None) or []), *callbacks]
-    return Trainer(**args)
+    configured = args.pop("callbacks", None) or []
+    args["callbacks"] = [*(configured if isinstance(configured, list) else [configured]), *callbacks]
+    return args
 
 
 def run_training(
@@ -223,6 +231,7 @@ def run_training(
     checkpoint_dir: str | Path | None = None,
     test: bool = False,
     test_on_best: bool = True,
+    max_run_duration: str | None = None,
 ) -> TrainingResult:
     """Train once and return the best epoch of ``metric``.
 
@@ -237,25 +246,22 @@ def run_training(
         checkpoint_dir: Keep the best (and last) checkpoint here; required for ``test_on_best``.
         test: Run ``trainer.test`` after fitting.
         test_on_best: Test the best-validation checkpoint (else the final weights).
+        max_run_duration: Stop training after this long (``DD:HH:MM:SS``).
 
     Raises:
         FloatingPointError: The metric was never finite (diverged training).
         Exception: Anything raised while building or training propagates (the caller records it).
     """
-    from lightning import seed_everything
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    seed_everything(seed, workers=True, verbose=False)
-    datamodule = build_datamodule(resolved["datamodule"])
-    task = build_task(resolved["task"])
     watcher = MetricWatcher(metric, direction, on_epoch)
-    callbacks = [
-        watcher,
-        *extra_callbacks,
-        *watch_callbacks(metric, direction, early_stop_patience, checkpoint_dir),
-    ]
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
-    trainer = _trainer(resolved.get("trainer", {}), callbacks, checkpointing=checkpoint is not None)
+    specs = watch_callbacks(metric, direction, early_stop_patience, checkpoint_dir, max_run_duration)
+    checkpointing = checkpoint_dir is not None
+    trainer_args = _trainer_config(resolved.get("trainer", {}), specs, checkpointing=checkpointing)
+    task, datamodule, trainer = lightning_bridge.build(
+        {**resolved, "trainer": trainer_args}, seed=seed, callbacks=[watcher, *extra_callbacks]
+    )
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     trainer.fit(task, datamodule=datamodule)
     if watcher.best is None:
         raise FloatingPointError(

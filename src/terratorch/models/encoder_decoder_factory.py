@@ -8,6 +8,7 @@ Reading guide (config key → code): ``backbone``/``backbone_*`` → :func:`buil
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,6 @@ from torch import nn
 from terratorch.models.backbone_adapter import (
     channel_list_of,
     instantiate_spec,
-    patch_size_of,
     resolve_timm_pretrained,
 )
 from terratorch.models.model import (
@@ -27,6 +27,7 @@ from terratorch.models.model import (
     ModelFactory,
     register_factory,
 )
+from terratorch.models.necks import NeckSequential
 from terratorch.models.utils import extract_prefix_keys
 
 __all__ = [
@@ -45,17 +46,44 @@ TASKS = ("segmentation", "regression", "classification")
 #: Ours, beyond the documented three: a ScalarOutputModel with one output, ``(B,)`` predictions.
 EXTRA_TASKS = ("scalar_regression",)
 PREFIXES = ("backbone_", "decoder_", "head_")
-_TEMPORAL_KEYS = ("use_temporal", "temporal_pooling", "temporal_n_timestamps")
+_TEMPORAL_KEYS = (
+    "use_temporal",
+    "temporal_pooling",
+    "temporal_concat",
+    "temporal_n_timestamps",
+    "temporal_features_permute_op",
+    "temporal_subset_lengths",
+)
+
+
+def _reduction_patch(encoder: nn.Module) -> int | None:
+    """Ours: for backbones without ``patch_size`` (CNNs), half their largest feature reduction.
+
+    Inputs are padded to twice the patch size, i.e. to the coarsest stride, so pyramid decoders can
+    fuse levels of inputs of any size (the reference release does not pad such backbones at all).
+    """
+    feature_info = getattr(encoder, "feature_info", None)
+    reduction = getattr(feature_info, "reduction", None)
+    if not callable(reduction):
+        return None
+    values = [int(r) for r in reduction() if isinstance(r, int) and r > 1]
+    return max(values) // 2 if values else None
+
+
+class UnsupportedTaskError(NotImplementedError, ValueError):
+    """An unknown task name (a ``NotImplementedError`` like the reference's, and a ``ValueError``)."""
 
 
 def check_task(task: str) -> str:
-    """Return ``task`` if it is supported, else raise ``ValueError`` listing the valid tasks."""
+    """Return ``task`` if it is supported, else raise :class:`UnsupportedTaskError` listing the valid ones."""
     if task not in TASKS + EXTRA_TASKS:
         from terratorch.registry.registry import close_matches
 
         hint = close_matches(str(task), TASKS + EXTRA_TASKS)
         suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"Unknown task {task!r}; valid tasks: {list(TASKS + EXTRA_TASKS)}.{suggestion}")
+        raise UnsupportedTaskError(
+            f"Unknown task {task!r}; valid tasks: {list(TASKS + EXTRA_TASKS)}.{suggestion}"
+        )
     return task
 
 
@@ -154,8 +182,9 @@ def build_decoder(
 ) -> nn.Module:
     """A decoder from a ``DECODER_REGISTRY`` name, built over ``channel_list``, or an instance.
 
-    Decoders that declare ``includes_head = True`` on their class and take ``num_classes`` get
-    ``num_classes`` unless ``decoder_kwargs`` sets it.
+    A decoder that includes its head (see :func:`decoder_includes_head`) and takes ``num_classes``
+    gets ``num_classes`` unless ``decoder_kwargs`` sets it. ``LinearDecoder`` (whose class declares a
+    head but which the reference release still tops with one) gets it too when it is missing.
     """
     decoder = instantiate_spec(decoder, "decoder")
     if isinstance(decoder, nn.Module):
@@ -173,16 +202,52 @@ def build_decoder(
 
     kwargs = dict(decoder_kwargs)
     constructor = DECODER_REGISTRY.find_class(decoder)
-    if num_classes is not None and "num_classes" not in kwargs and _includes_head(constructor):
+    wants_classes = getattr(constructor, "includes_head", False) and _takes_num_classes(constructor)
+    if num_classes is not None and "num_classes" not in kwargs and wants_classes:
         kwargs["num_classes"] = num_classes
     built = DECODER_REGISTRY.build(decoder, list(channel_list), **kwargs)
     _require_out_channels(built)
     return built
 
 
+#: Decoders whose class declares ``includes_head`` but which the reference release (1.2.x) still tops
+#: with a task head, because it reads the flag from the decoder's registry; kept so checkpoints load.
+REFERENCE_HEADED_DECODERS = frozenset({"LinearDecoder"})
+
+
+def decoder_includes_head(decoder: str | nn.Module) -> bool:
+    """Whether the model adds no head on top of ``decoder``.
+
+    A registry source with an ``includes_head`` attribute (e.g. mmseg-style sources) decides for its
+    decoders; otherwise the decoder class's ``includes_head`` flag, except for
+    :data:`REFERENCE_HEADED_DECODERS`.
+    """
+    if isinstance(decoder, nn.Module):
+        return bool(getattr(decoder, "includes_head", False))
+    if not isinstance(decoder, str):
+        return False
+    from terratorch.registry import DECODER_REGISTRY
+
+    constructor = DECODER_REGISTRY.find_class(decoder)
+    if not getattr(constructor, "includes_head", False):
+        return False
+    source = DECODER_REGISTRY.find_registry(decoder)
+    if hasattr(source, "includes_head"):
+        return bool(source.includes_head)
+    name = getattr(constructor, "__name__", decoder)
+    return name not in REFERENCE_HEADED_DECODERS and decoder not in REFERENCE_HEADED_DECODERS
+
+
 def _check_decoder_channels(decoder: nn.Module, channel_list: list[int]) -> None:
     """A decoder instance recording its input channels (``embed_dim``/``channel_list``) must match them."""
     expected = getattr(decoder, "embed_dim", None)
+    if isinstance(expected, int) and channel_list and expected != channel_list[-1]:
+        raise ValueError(
+            f"Decoder {type(decoder).__name__} was built for {expected} input channels, but the backbone "
+            f"(after necks) produces {list(channel_list)} (last: {channel_list[-1]}). Build the "
+            "decoder for that "
+            "channel list, or pass its registry name so the factory builds it."
+        )
     if not isinstance(expected, (list, tuple)):
         expected = getattr(decoder, "channel_list", None)
     if isinstance(expected, (list, tuple)) and list(expected) != list(channel_list):
@@ -193,9 +258,7 @@ def _check_decoder_channels(decoder: nn.Module, channel_list: list[int]) -> None
         )
 
 
-def _includes_head(constructor: Callable[..., Any]) -> bool:
-    if not getattr(constructor, "includes_head", False):
-        return False
+def _takes_num_classes(constructor: Callable[..., Any]) -> bool:
     try:
         return "num_classes" in inspect.signature(constructor).parameters
     except (TypeError, ValueError):
@@ -210,15 +273,32 @@ def _require_out_channels(decoder: nn.Module) -> None:
         )
 
 
+def _head_target(
+    task: str, head_kwargs: dict[str, Any], num_classes: int | None, num_outputs: int | None
+) -> dict[str, Any]:
+    """Add ``num_classes`` / ``num_outputs`` to a head's kwargs as the reference routes them."""
+    head_kwargs = dict(head_kwargs)
+    if num_outputs is not None:
+        head_kwargs.setdefault("num_outputs", num_outputs)
+    elif num_classes is not None and task != "regression":
+        head_kwargs.setdefault("num_classes", num_classes)
+    return head_kwargs
+
+
 def build_aux_decoders(
     aux_decoders: Sequence[AuxiliaryHead | Mapping[str, Any]] | None,
     channel_list: list[int],
     num_classes: int | None,
+    main_head_kwargs: Mapping[str, Any] | None = None,
+    task: str = "segmentation",
+    num_outputs: int | None = None,
 ) -> list[AuxiliaryHeadWithDecoderWithoutInstantiatedHead]:
-    """Build each auxiliary decoder; its ``head_*`` decoder_args configure *its own* head only.
+    """Build each auxiliary decoder from its ``decoder_args``.
 
-    Upstream TerraTorch gave every auxiliary head the main head's arguments; here each auxiliary
-    head gets only ``num_classes`` plus its own ``head_*`` entries.
+    ``decoder_*`` keys (and, ours, unprefixed keys) go to its decoder; its head gets the main head's
+    arguments updated with its own ``head_*`` keys. (The reference release builds every auxiliary
+    head from the main head's arguments only and silently drops the auxiliary ``head_*`` keys; without
+    such keys both give the same layout.)
     """
     built = []
     names: set[str] = set()
@@ -228,12 +308,38 @@ def build_aux_decoders(
         if aux.name in names:
             raise ValueError(f"Two auxiliary decoders are named {aux.name!r}; names must be unique.")
         names.add(aux.name)
-        head_kwargs, decoder_kwargs = extract_prefix_keys(dict(aux.decoder_args or {}), "head_")
-        decoder = build_decoder(aux.decoder, channel_list, decoder_kwargs, num_classes)
-        if num_classes is not None:
-            head_kwargs.setdefault("num_classes", num_classes)
-        built.append(AuxiliaryHeadWithDecoderWithoutInstantiatedHead(aux.name, decoder, head_kwargs))
+        args = dict(aux.decoder_args or {})
+        prefixed, rest = extract_prefix_keys(args, "decoder_")
+        own_head, rest = extract_prefix_keys(rest, "head_")
+        clash = sorted(set(prefixed) & set(rest))
+        if clash:
+            raise ValueError(
+                f"Auxiliary decoder {aux.name!r}: {clash} given both with and without the 'decoder_' prefix."
+            )
+        includes_head = decoder_includes_head(aux.decoder)
+        if includes_head and own_head:
+            raise ValueError(
+                f"Auxiliary decoder {aux.name!r} ({aux.decoder}) already includes its head, but "
+                "head arguments "
+                f"{sorted('head_' + k for k in own_head)} were given; remove them."
+            )
+        decoder = build_decoder(aux.decoder, channel_list, {**rest, **prefixed}, num_classes)
+        head_args = _head_target(task, {**dict(main_head_kwargs or {}), **own_head}, num_classes, num_outputs)
+        built.append(
+            AuxiliaryHeadWithDecoderWithoutInstantiatedHead(
+                aux.name, decoder, {} if includes_head else head_args, includes_head
+            )
+        )
     return built
+
+
+def find_patch_size(backbone: nn.Module) -> Any:
+    """The first ``patch_size`` attribute among the backbone's modules (None when there is none)."""
+    for module in backbone.modules():
+        size = getattr(module, "patch_size", None)
+        if size is not None and not callable(size):
+            return size
+    return None
 
 
 @register_factory
@@ -244,16 +350,18 @@ class EncoderDecoderFactory(ModelFactory):
         self,
         task: str,
         backbone: str | nn.Module,
-        decoder: str | nn.Module,
+        decoder: str | nn.Module | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
         decoder_kwargs: dict[str, Any] | None = None,
         head_kwargs: dict[str, Any] | None = None,
         num_classes: int | None = None,
+        num_outputs: int | None = None,
         necks: list[dict[str, Any]] | None = None,
         aux_decoders: list[AuxiliaryHead] | None = None,
         rescale: bool = True,
+        image_size_out: tuple[int, int] | None = None,
         peft_config: dict[str, Any] | None = None,
-        padding: str = "reflect",
+        padding: str | None = None,
         prepare_features_for_image_model: Callable[[Any], Any] | None = None,
         **kwargs: Any,
     ) -> Model:
@@ -261,36 +369,55 @@ class EncoderDecoderFactory(ModelFactory):
 
         Args:
             task: ``segmentation`` (output ``(B, num_classes, H, W)``), ``regression`` (``(B, H, W)``),
-                ``classification`` (``(B, num_classes)``) or ``scalar_regression`` (``(B,)``).
-            backbone: ``BACKBONE_REGISTRY`` name (``resnet18``, ``timm_resnet18``, ...) or an ``nn.Module``.
+                ``classification`` (``(B, num_classes)``) or ``scalar_regression`` (``(B, num_outputs)``).
+            backbone: ``BACKBONE_REGISTRY`` name (``prithvi_eo_v2_300``, ``timm_resnet18``, ...) or an
+                ``nn.Module`` exposing ``out_channels``.
             decoder: ``DECODER_REGISTRY`` name (``FCNDecoder``, ``smp_Unet``, ...) or an ``nn.Module``
                 exposing ``out_channels``.
-            backbone_kwargs: Arguments of the backbone builder (also as ``backbone_<name>=...``).
-                ``use_temporal``, ``temporal_pooling``, ``temporal_n_timestamps`` wrap the backbone in
+            backbone_kwargs: Backbone arguments (also as ``backbone_<name>=...``). ``patch_size`` and
+                ``padding`` also set the input padding; ``use_temporal``, ``temporal_pooling``,
+                ``temporal_concat``, ``temporal_n_timestamps``, ``temporal_features_permute_op`` and
+                ``temporal_subset_lengths`` wrap the backbone in a
                 :class:`~terratorch.models.utils.TemporalWrapper` instead.
             decoder_kwargs: Decoder arguments (also as ``decoder_<name>=...``).
             head_kwargs: Head arguments (also as ``head_<name>=...``).
-            num_classes: Classes; required for segmentation and classification.
+            num_classes: Classes (segmentation, classification).
+            num_outputs: Outputs per pixel (regression) or per image (scalar regression).
             necks: Neck configs ``[{"name": "SelectIndices", "indices": [...]}, ...]`` applied in order.
             aux_decoders: Auxiliary decoders (``AuxiliaryHead`` or equivalent dicts).
             rescale: Interpolate pixel-wise outputs to the input size.
+            image_size_out: Fixed ``(H, W)`` of pixel-wise outputs.
             peft_config: LoRA config for the backbone (see :mod:`terratorch.models.peft`).
-            padding: ``F.pad`` mode used to pad inputs to the backbone's patch size.
-            prepare_features_for_image_model: Callable turning the backbone output into decoder input
-                (overrides a method of that name on the backbone).
+            padding: Ours: ``F.pad`` mode for inputs (default ``backbone_padding``, else ``reflect``).
+            prepare_features_for_image_model: Ours: callable turning the backbone output into decoder
+                input, applied before the necks.
             **kwargs: ``backbone_*``, ``decoder_*`` and ``head_*`` arguments; anything else is an error.
 
         Raises:
-            ValueError: Unknown task, missing ``num_classes``, unused or mistyped kwargs.
+            UnsupportedTaskError: Unknown task (a ``NotImplementedError`` and a ``ValueError``).
+            ValueError: Missing ``num_classes``, unused or mistyped kwargs, head args for a decoder that
+                includes its head, both ``num_classes`` and ``num_outputs``.
             InvalidModelError: Unknown backbone, neck or decoder name.
-            TypeError: A backbone without ``out_channels``/``feature_info``.
         """
-        task = check_task(task)
+        task = check_task(str(task).lower())
         routed = route_kwargs(kwargs, backbone_kwargs, decoder_kwargs, head_kwargs)
-        if task in ("segmentation", "classification") and num_classes is None:
+        if decoder is None:
+            raise ValueError(f"A decoder must be given for task {task!r} (e.g. decoder='FCNDecoder').")
+        if num_classes is not None and num_outputs is not None:
+            raise ValueError("Give only one of num_classes and num_outputs.")
+        if task in ("segmentation", "classification") and num_classes is None and num_outputs is None:
             raise ValueError(f"task={task!r} needs num_classes (the number of output classes).")
         temporal, backbone_args = split_temporal_kwargs(routed.backbone)
-        encoder = wrap_encoder(build_backbone(backbone, backbone_args), temporal, peft_config)
+        encoder = build_backbone(backbone, backbone_args)
+        patch_size = backbone_args.get("patch_size") or find_patch_size(encoder)
+        padding = padding if padding is not None else backbone_args.get("padding", "reflect")
+        if peft_config is not None and not backbone_args.get("pretrained", False):
+            warnings.warn(
+                "peft_config is set but the backbone is not pretrained (backbone_pretrained); fine when a "
+                "checkpoint is loaded afterwards, otherwise only random LoRA adapters are trained.",
+                stacklevel=2,
+            )
+        encoder = wrap_encoder(encoder, temporal, peft_config)
         return assemble_model(
             task=task,
             encoder=encoder,
@@ -298,43 +425,15 @@ class EncoderDecoderFactory(ModelFactory):
             decoder_kwargs=routed.decoder,
             head_kwargs=routed.head,
             num_classes=num_classes,
+            num_outputs=num_outputs,
             necks=necks,
             aux_decoders=aux_decoders,
             rescale=rescale,
             padding=padding,
+            patch_size=patch_size,
+            image_size_out=image_size_out,
             prepare_features_for_image_model=prepare_features_for_image_model,
         )
-
-
-def neck_downsampling(neck: nn.Module) -> int:
-    """How many times coarser than its input the coarsest map a neck produces is (1 if not coarser).
-
-    Read from a neck's ``input_multiple`` attribute when it declares one; known pyramid necks are
-    derived from their arguments. Inputs are padded so that this extra downsampling is exact.
-    """
-    declared = getattr(neck, "input_multiple", None)
-    if isinstance(declared, int) and declared > 0:
-        return declared
-    kind = type(neck).__name__
-    count = len(getattr(neck, "channel_list", []) or [])
-    if kind in ("LearnedInterpolateToPyramidal", "AddBottleneckLayer"):
-        return 2
-    if kind == "InterpolateToPyramidal" and count >= 2:
-        return max(1, int(getattr(neck, "scale_factor", 1)))
-    if kind == "MaxpoolToPyramidal" and count >= 2:
-        return max(1, int(getattr(neck, "kernel_size", 1))) ** (count - 1)
-    return 1
-
-
-def _input_multiple(encoder: nn.Module, necks: Sequence[nn.Module]) -> tuple[int, int] | None:
-    """The backbone's pad multiple times the extra downsampling of the necks."""
-    multiple = patch_size_of(encoder)
-    factor = 1
-    for neck in necks:
-        factor *= neck_downsampling(neck)
-    if multiple is None:
-        return None
-    return (multiple[0] * factor, multiple[1] * factor)
 
 
 def split_temporal_kwargs(backbone_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -358,7 +457,10 @@ def wrap_encoder(
         return TemporalWrapper(
             encoder,
             pooling=temporal.get("temporal_pooling", "mean"),
+            concat=temporal.get("temporal_concat"),
             n_timestamps=temporal.get("temporal_n_timestamps"),
+            features_permute_op=temporal.get("temporal_features_permute_op"),
+            subset_lengths=temporal.get("temporal_subset_lengths"),
         )
     if temporal:
         raise ValueError(
@@ -379,8 +481,11 @@ def assemble_model(
     necks: list[dict[str, Any]] | None,
     aux_decoders: Sequence[AuxiliaryHead | Mapping[str, Any]] | None,
     rescale: bool,
-    padding: str = "reflect",
+    padding: str | None = "reflect",
     prepare_features_for_image_model: Callable[[Any], Any] | None = None,
+    num_outputs: int | None = None,
+    patch_size: Any = None,
+    image_size_out: tuple[int, int] | None = None,
 ) -> Model:
     """Build necks, decoder(s) and head around an already built ``encoder`` (shared by the factories)."""
     channel_list = channel_list_of(encoder)
@@ -389,31 +494,40 @@ def assemble_model(
         from terratorch.models.necks import build_neck_list
 
         neck_modules, channel_list = build_neck_list(list(necks), channel_list)
-    pad_multiple = _input_multiple(encoder, neck_modules)
-    if task == "scalar_regression":
-        num_classes = 1  # one output value per image
-    main_decoder = build_decoder(decoder, channel_list, decoder_kwargs, num_classes)
-    aux = build_aux_decoders(aux_decoders, channel_list, num_classes)
+    if patch_size is None:
+        patch_size = find_patch_size(encoder)
+    if patch_size is None:
+        patch_size = _reduction_patch(encoder)
+    includes_head = decoder_includes_head(decoder)
     head_args = dict(head_kwargs)
-    if num_classes is not None and task != "regression":
-        head_args.setdefault("num_classes", num_classes)
+    if includes_head and head_args:
+        raise ValueError(
+            f"Decoder {decoder if isinstance(decoder, str) else type(decoder).__name__} already includes its "
+            f"head, but head arguments {sorted('head_' + k for k in head_args)} were given; remove them."
+        )
+    decoder_num_classes = num_outputs if num_outputs is not None else num_classes
+    main_decoder = build_decoder(decoder, channel_list, decoder_kwargs, decoder_num_classes)
+    aux = build_aux_decoders(
+        aux_decoders, channel_list, num_classes, head_args, task=task, num_outputs=num_outputs
+    )
+    if not includes_head:
+        head_args = _head_target(task, head_args, num_classes, num_outputs)
     model_kwargs: dict[str, Any] = {
         "encoder": encoder,
         "decoder": main_decoder,
         "head_kwargs": head_args,
-        "patch_size": pad_multiple,
+        "patch_size": patch_size,
         "padding": padding,
-        "decoder_includes_head": bool(getattr(main_decoder, "includes_head", False)),
+        "decoder_includes_head": includes_head,
         "auxiliary_heads": aux,
-        "neck": neck_modules or None,
-        "rescale": rescale,
+        "neck": NeckSequential(*neck_modules) if neck_modules else None,
         "prepare_features_for_image_model": prepare_features_for_image_model,
         "channel_list": channel_list,
     }
     if task in ("segmentation", "regression"):
         from terratorch.models.pixel_wise_model import PixelWiseModel
 
-        return PixelWiseModel(task, **model_kwargs)
+        return PixelWiseModel(task, rescale=rescale, image_size_out=image_size_out, **model_kwargs)
     from terratorch.models.scalar_output_model import ScalarOutputModel
 
     return ScalarOutputModel(task, **model_kwargs)

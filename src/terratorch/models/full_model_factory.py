@@ -16,7 +16,15 @@ __all__ = ["FullModelFactory", "FullModelWrapper"]
 class FullModelFactory(ModelFactory):
     """Build a complete model by name (or take an instance) and make it return :class:`ModelOutput`."""
 
-    def build_model(self, task: str, model: str | nn.Module, **kwargs: Any) -> Model:
+    def build_model(
+        self,
+        model: str | nn.Module | None = None,
+        rescale: bool = True,
+        padding: str = "reflect",
+        peft_config: dict[str, Any] | None = None,
+        task: str | None = None,
+        **kwargs: Any,
+    ) -> Model:
         """Build ``model`` with ``kwargs`` from ``FULL_MODEL_REGISTRY`` (or wrap the given instance).
 
         Args:
@@ -29,6 +37,8 @@ class FullModelFactory(ModelFactory):
             InvalidModelError: Unknown model name.
             ValueError: kwargs given together with an instance.
         """
+        if model is None:
+            raise ValueError("FullModelFactory needs model (a FULL_MODEL_REGISTRY name or an nn.Module).")
         model = instantiate_spec(model, "model")
         if isinstance(model, nn.Module):
             if kwargs:
@@ -45,7 +55,11 @@ class FullModelFactory(ModelFactory):
             raise TypeError(
                 f"model must be a FULL_MODEL_REGISTRY name or an nn.Module, got {type(model).__name__}."
             )
-        return net if isinstance(net, Model) else FullModelWrapper(net, task=task)
+        if peft_config is not None:
+            from terratorch.models.peft import apply_peft
+
+            net = apply_peft(net, peft_config)
+        return net if isinstance(net, Model) else FullModelWrapper(net, task=task or "")
 
 
 class FullModelWrapper(Model):
@@ -58,12 +72,33 @@ class FullModelWrapper(Model):
 
     def __init__(self, model: nn.Module, task: str = "") -> None:
         super().__init__()
-        self.model = model
+        # share the wrapped module's parameters, buffers and children: the state_dict keys are the
+        # model's own, as the reference release (which returns the bare model) writes them
+        object.__setattr__(self, "_inner", model)
+        self._parameters = model._parameters
+        self._buffers = model._buffers
+        self._non_persistent_buffers_set = model._non_persistent_buffers_set
+        self._modules = model._modules
         self.task = task
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            inner = self.__dict__["_inner"]
+            if name == "model":
+                return inner
+            return getattr(inner, name)
+
+    def train(self, mode: bool = True) -> FullModelWrapper:
+        """Set train/eval mode here and on the wrapped model."""
+        super().train(mode)
+        self._inner.training = mode
+        return self
 
     def forward(self, *args: Any, **kwargs: Any) -> ModelOutput:
         """Run the wrapped model and wrap its result."""
-        out = self.model(*args, **kwargs)
+        out = self._inner(*args, **kwargs)
         return out if isinstance(out, ModelOutput) else ModelOutput(output=out)
 
     def freeze_encoder(self) -> None:
@@ -79,9 +114,9 @@ class FullModelWrapper(Model):
         self._freeze_part("head")
 
     def _freeze_part(self, part: str) -> None:
-        method = getattr(self.model, f"freeze_{part}", None)
+        method = getattr(self._inner, f"freeze_{part}", None)
         if callable(method):
             method()
-        elif isinstance(getattr(self.model, part, None), nn.Module):
-            for param in getattr(self.model, part).parameters():
+        elif isinstance(getattr(self._inner, part, None), nn.Module):
+            for param in getattr(self._inner, part).parameters():
                 param.requires_grad_(False)

@@ -20,6 +20,7 @@ __all__ = [
     "Model",
     "ModelFactory",
     "ModelOutput",
+    "ReconstructionOutput",
     "register_factory",
 ]
 
@@ -73,7 +74,8 @@ class AuxiliaryHead:
     Attributes:
         name: Key of its prediction in :attr:`ModelOutput.auxiliary_heads` (and in ``aux_loss``).
         decoder: Decoder registry name.
-        decoder_args: Decoder kwargs; ``head_*`` keys configure this head only.
+        decoder_args: ``decoder_*`` keys go to the decoder, ``head_*`` keys to this head (on top of
+            the main head's arguments); unprefixed keys also reach the decoder (ours).
     """
 
     name: str
@@ -83,8 +85,36 @@ class AuxiliaryHead:
 
 @dataclass
 class AuxiliaryHeadWithDecoderWithoutInstantiatedHead:
-    """An auxiliary decoder already built, whose head is still to be created by the model."""
+    """An auxiliary decoder already built, whose head is still to be created by the model.
+
+    Attributes:
+        name: Key of its prediction in :attr:`ModelOutput.auxiliary_heads`.
+        decoder: The built decoder.
+        head_args: Arguments of its head.
+        decoder_includes_head: The decoder already ends in the output projection (no head is added).
+    """
 
     name: str
     decoder: nn.Module
-    head_kwargs: dict[str, Any]
+    head_args: dict[str, Any] | None
+    decoder_includes_head: bool = False
+
+    @property
+    def head_kwargs(self) -> dict[str, Any]:
+        """Alias of ``head_args`` (this package's earlier name)."""
+        return self.head_args or {}
+
+
+@dataclass
+class ReconstructionOutput:
+    """What reconstruction models (e.g. masked autoencoders) return.
+
+    Attributes:
+        loss: Losses by name; must include ``"loss"``.
+        pred: Reconstruction ``(B, C, H, W)`` / ``(B, C, T, H, W)``, or one per modality.
+        mask: Masked pixels (1 = masked), ``(B, H, W)`` / ``(B, T, H, W)``, or one per modality.
+    """
+
+    loss: dict[str, Tensor]
+    pred: Tensor | dict[str, Tensor]
+    mask: Tensor | dict[str, Tensor] | None

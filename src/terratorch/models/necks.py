@@ -11,13 +11,19 @@ built for the final channel list::
     ]
     neck_modules, channel_list = build_neck_list(necks, backbone.out_channels)
 
-Every neck is registered by class name in ``TERRATORCH_NECK_REGISTRY``.
+Every neck is registered by class name in ``TERRATORCH_NECK_REGISTRY``. Module attribute names and
+numerics follow the reference release, so its checkpoints (``neck.<i>.*`` keys) load unchanged.
+Models call necks with ``image_size=`` (the padded input's ``(H, W)``); :class:`NeckSequential`
+passes it on to the necks that accept it.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import warnings
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Sequence
 from numbers import Integral
 from typing import Any
@@ -31,17 +37,19 @@ from terratorch.registry.registry import close_matches
 __all__ = [
     "AddBottleneckLayer",
     "AggregateTokens",
+    "FeaturePyramidNetworkNeck",
     "InterpolateToPyramidal",
     "LearnedInterpolateToPyramidal",
     "MaxpoolToPyramidal",
     "Neck",
+    "NeckSequential",
     "PermuteDims",
     "ReshapeTokensToImage",
     "SelectIndices",
     "build_neck_list",
 ]
 
-_INTERPOLATION_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
+_INTERPOLATION_MODES = ("nearest", "nearest-exact", "linear", "bilinear", "bicubic", "trilinear", "area")
 
 
 class Neck(nn.Module, ABC):
@@ -70,7 +78,7 @@ class Neck(nn.Module, ABC):
         """Return the channel list this neck produces from ``channel_list`` (no data needed)."""
 
     @abstractmethod
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
         """Transform the list of features."""
 
     @property
@@ -78,18 +86,43 @@ class Neck(nn.Module, ABC):
         """The channel list after this neck."""
         return self.process_channel_list(list(self.channel_list))
 
-    def _check_count(self, features: Sequence[Tensor], needed: int | None = None) -> None:
-        needed = len(self.channel_list) if needed is None else needed
+    def _check_list(self, features: Any) -> None:
         if not isinstance(features, (list, tuple)):
             raise TypeError(
                 f"{type(self).__name__} expects a list of feature tensors, got {type(features).__name__}."
             )
-        if len(features) != needed:
-            raise ValueError(
-                f"{type(self).__name__} received {len(features)} feature maps but needs {needed} (it was "
-                f"built for channel_list={self.channel_list}). Build it with the channel list of the "
-                "features it receives."
-            )
+
+
+def _accepts_kwargs(module: nn.Module) -> bool:
+    try:
+        params = inspect.signature(module.forward).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+class NeckSequential(nn.Sequential):
+    """Necks applied in order; keyword arguments (``image_size``) reach the necks whose forward takes them.
+
+    Unlike the reference release (which retries a neck without kwargs on any ``TypeError`` and so can
+    hide real errors), which necks get the kwargs is decided from their ``forward`` signature.
+    """
+
+    def forward(self, x: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Run every neck on the feature list."""
+        for layer in self:
+            if kwargs and _accepts_kwargs(layer):
+                x = layer(x, **kwargs)
+            else:
+                accepted = {}
+                if kwargs:
+                    try:
+                        names = inspect.signature(layer.forward).parameters
+                    except (TypeError, ValueError):
+                        names = {}
+                    accepted = {k: v for k, v in kwargs.items() if k in names}
+                x = layer(x, **accepted)
+        return x
 
 
 def _check_mode(owner: str, mode: str) -> str:
@@ -100,10 +133,6 @@ def _check_mode(owner: str, mode: str) -> str:
             f"{owner}: unknown interpolation mode {mode!r}; valid: {_INTERPOLATION_MODES}.{suggestion}"
         )
     return mode
-
-
-def _align(mode: str) -> bool | None:
-    return False if mode in ("bilinear", "bicubic") else None
 
 
 @TERRATORCH_NECK_REGISTRY.register
@@ -126,15 +155,22 @@ class SelectIndices(Neck):
                 f"SelectIndices: indices {list(indices)} are invalid for {count} feature maps; each index "
                 f"must be an int in {-count}..{count - 1} and at least one is needed."
             )
-        self.indices = [i % count for i in indices]
+        self.indices = list(indices)
 
     def process_channel_list(self, channel_list: list[int]) -> list[int]:
         """Channels of the selected features."""
         return [channel_list[i] for i in self.indices]
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
         """Return ``[features[i] for i in indices]``."""
-        self._check_count(features)
+        self._check_list(features)
+        count = len(features)
+        if any(not -count <= i < count for i in self.indices):
+            raise ValueError(
+                f"SelectIndices received {count} feature maps but selects indices {self.indices} "
+                "(it was built "
+                f"for channel_list={self.channel_list})."
+            )
         return [features[i] for i in self.indices]
 
 
@@ -142,7 +178,7 @@ class SelectIndices(Neck):
 class PermuteDims(Neck):
     """Permute the dimensions of every feature, e.g. NHWC → NCHW with ``new_order=[0, 3, 1, 2]``.
 
-    The channel list is unchanged: it describes the channel dimension wherever it sits.
+    The channel list is unchanged.
     """
 
     def __init__(self, channel_list: Sequence[int], new_order: Sequence[int]) -> None:
@@ -157,24 +193,24 @@ class PermuteDims(Neck):
         """Unchanged."""
         return list(channel_list)
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """Return each feature permuted to ``new_order``."""
-        self._check_count(features)
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
+        """Return each feature permuted to ``new_order`` (contiguous)."""
+        self._check_list(features)
         for index, feature in enumerate(features):
             if feature.dim() != len(self.new_order):
                 raise ValueError(
                     f"PermuteDims: feature {index} has {feature.dim()} dimensions {tuple(feature.shape)} but "
                     f"new_order={self.new_order} has {len(self.new_order)}."
                 )
-        return [feature.permute(*self.new_order) for feature in features]
+        return [feature.permute(*self.new_order).contiguous() for feature in features]
 
 
 @TERRATORCH_NECK_REGISTRY.register
 class InterpolateToPyramidal(Neck):
-    """Resize same-resolution maps (ViT layers) into a pyramid by fixed interpolation.
+    """Resize same-resolution maps into a pyramid by fixed interpolation.
 
-    Feature ``i`` of ``N`` is scaled by ``scale_factor ** (N - 2 - i)``: with 4 maps and the
-    default factor 2 the scales are x4, x2, x1, x0.5, i.e. strides 4, 8, 16, 32 for a patch-16 ViT.
+    Feature ``i`` of ``N`` is scaled by ``scale_factor ** (N - i)`` (as the reference release): with 4
+    maps and the default factor 2 the scales are x16, x8, x4, x2.
 
     Args:
         channel_list: Input channel list.
@@ -193,20 +229,14 @@ class InterpolateToPyramidal(Neck):
         """Unchanged."""
         return list(channel_list)
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """Return maps ``(B, C_i, H * s_i, W * s_i)`` with ``s_i = scale_factor ** (N - 2 - i)``."""
-        self._check_count(features)
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
+        """Return maps ``(B, C_i, H * s_i, W * s_i)`` with ``s_i = scale_factor ** (N - i)``."""
+        self._check_list(features)
         count = len(features)
-        out = []
-        for index, feature in enumerate(features):
-            scale = float(self.scale_factor) ** (count - 2 - index)
-            if scale == 1:
-                out.append(feature)
-                continue
-            out.append(
-                F.interpolate(feature, scale_factor=scale, mode=self.mode, align_corners=_align(self.mode))
-            )
-        return out
+        return [
+            F.interpolate(feature, scale_factor=self.scale_factor ** (count - index), mode=self.mode)
+            for index, feature in enumerate(features)
+        ]
 
 
 @TERRATORCH_NECK_REGISTRY.register
@@ -227,13 +257,12 @@ class MaxpoolToPyramidal(Neck):
         """Unchanged."""
         return list(channel_list)
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """Return ``[max_pool2d(f_i, kernel_size ** i)]``."""
-        self._check_count(features)
-        out = [features[0]]
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
+        """Return ``[max_pool2d(f_i, kernel_size ** i)]`` (the first map copied)."""
+        self._check_list(features)
+        out = [features[0].clone()]
         for index, feature in enumerate(features[1:], start=1):
-            window = self.kernel_size**index
-            out.append(F.max_pool2d(feature, kernel_size=window, stride=window))
+            out.append(F.max_pool2d(feature, kernel_size=self.kernel_size**index))
         return out
 
 
@@ -246,27 +275,40 @@ def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
     return values  # type: ignore[return-value]
 
 
+def _grid_from_image(image_size: Sequence[int], spatial_tokens: int) -> tuple[int, int] | None:
+    """The ``(H, W)`` token grid of an image of ``image_size`` cut into ``spatial_tokens`` square patches."""
+    height, width = (int(s) for s in tuple(image_size)[-2:])
+    if spatial_tokens <= 0:
+        return None
+    patch = math.sqrt(height * width / spatial_tokens)
+    rounded = round(patch)
+    if rounded < 1 or abs(patch - rounded) > 1e-6 or height % rounded or width % rounded:
+        return None
+    return height // rounded, width // rounded
+
+
 @TERRATORCH_NECK_REGISTRY.register
 class ReshapeTokensToImage(Neck):
-    """Turn ViT token sequences ``(B, L, E)`` into image-like maps ``(B, E * T, H, W)``.
+    """Turn ViT token sequences ``(B, L, E)`` into image-like maps ``(B, T * E, H, W)``.
 
     Tokens are read in ``(t, h, w)`` order (time slowest), after dropping a leading cls token when
-    ``remove_cls_token`` is set. The output channel index is ``e * T + t``. Inputs that are
-    already 4-D pass through unchanged.
+    ``remove_cls_token`` is set; the output channel index is ``t * E + e``. Inputs that are already
+    4-D pass through. The channel list is unchanged: backbones already report ``E * T`` per feature.
 
-    The grid ``(H, W)`` is taken from, in order: :attr:`grid_size` (a model that knows its
-    input size may set it before each forward), ``h``/``w`` (one of them is enough),
-    ``image_size // patch_size``, or, failing those, a square grid ``sqrt(L / T)``. Non-square
-    images therefore need ``h``/``w``, ``image_size`` + ``patch_size`` or ``grid_size``.
+    The grid ``(H, W)`` comes from, in order: :attr:`grid_size` (if set), ``h``/``w`` (one is
+    enough), a square grid, or the ``image_size`` the model passes at forward time (non-square
+    images). When no grid fits and a cls token was assumed, a warning is issued and the first token
+    is kept from then on (as the reference release does).
 
     Args:
-        channel_list: Embedding size ``E`` of each token sequence.
-        remove_cls_token: Drop the first token of each sequence (set False for backbones without one).
+        channel_list: Embedding size of each token sequence.
+        remove_cls_token: Drop the first token of each sequence.
         effective_time_dim: Number of time steps ``T`` folded into the token sequence.
         h: Token-grid height.
-        w: Token-grid width.
-        image_size: Input image size (int or ``(H, W)``), used with ``patch_size`` to derive the grid.
-        patch_size: Patch size (int or ``(H, W)``) of the backbone.
+        temporal_inputs: Inputs are ``(B, T, L, E)``; outputs are ``(B, T, C, H, W)``.
+        w: Token-grid width (ours).
+        image_size: Fixed input size (int or ``(H, W)``), used with ``patch_size`` (ours).
+        patch_size: Patch size (int or ``(H, W)``) of the backbone (ours).
     """
 
     def __init__(
@@ -275,6 +317,7 @@ class ReshapeTokensToImage(Neck):
         remove_cls_token: bool = True,
         effective_time_dim: int = 1,
         h: int | None = None,
+        temporal_inputs: bool = False,
         w: int | None = None,
         image_size: int | Sequence[int] | None = None,
         patch_size: int | Sequence[int] | None = None,
@@ -291,6 +334,7 @@ class ReshapeTokensToImage(Neck):
             )
         self.remove_cls_token = remove_cls_token
         self.effective_time_dim = effective_time_dim
+        self.temporal_inputs = temporal_inputs
         self.h = h
         self.w = w
         if image_size is not None and patch_size is not None and h is None and w is None:
@@ -300,11 +344,10 @@ class ReshapeTokensToImage(Neck):
         self.grid_size: tuple[int, int] | None = None
 
     def process_channel_list(self, channel_list: list[int]) -> list[int]:
-        """Each embedding size times the time dimension."""
-        return [channel * self.effective_time_dim for channel in channel_list]
+        """Unchanged."""
+        return list(channel_list)
 
-    def _grid(self, spatial_tokens: int) -> tuple[int, int]:
-        """The ``(H, W)`` grid for ``spatial_tokens = H * W`` tokens per time step."""
+    def _grid(self, spatial_tokens: int, image_size: Sequence[int] | None) -> tuple[int, int] | None:
         if self.grid_size is not None:
             return tuple(self.grid_size)  # type: ignore[return-value]
         if self.h is not None and self.w is not None:
@@ -319,78 +362,70 @@ class ReshapeTokensToImage(Neck):
             other = spatial_tokens // known
             return (known, other) if self.h is not None else (other, known)
         side = math.isqrt(spatial_tokens)
-        if side * side != spatial_tokens:
-            raise ValueError(
-                f"ReshapeTokensToImage: {spatial_tokens} tokens per time step do not form a square grid. "
-                "For non-square images pass h and w, or image_size and patch_size."
-                + self._cls_hint(spatial_tokens)
-            )
-        return side, side
+        if side * side == spatial_tokens:
+            return side, side
+        if image_size is not None:
+            return _grid_from_image(image_size, spatial_tokens)
+        return None
 
-    def _cls_hint(self, spatial_tokens: int) -> str:
-        steps = self.effective_time_dim
-        kept = spatial_tokens * steps + 1  # the sequence length with the first token kept
-        per_step = kept // steps
-        if self.remove_cls_token and kept % steps == 0 and math.isqrt(per_step) ** 2 == per_step:
-            return (
-                f" Keeping the first token gives {per_step} tokens per time step (a square grid): if the "
-                "backbone has no cls token, set remove_cls_token=False."
-            )
-        return ""
-
-    def _reshape(self, index: int, tokens: Tensor) -> Tensor:
+    def _reshape(self, index: int, tokens: Tensor, image_size: Sequence[int] | None) -> Tensor:
         if tokens.dim() != 3:
             raise ValueError(
                 f"ReshapeTokensToImage: feature {index} has shape {tuple(tokens.shape)}; expected tokens "
                 "(B, L, E) or a 4-D map (B, C, H, W)."
             )
-        embed = self.channel_list[index]
-        if tokens.shape[-1] != embed:
-            raise ValueError(
-                f"ReshapeTokensToImage: feature {index} has embedding size {tokens.shape[-1]} but "
-                f"channel_list[{index}] is {embed}."
-            )
-        if self.remove_cls_token:
-            tokens = tokens[:, 1:]
-        batch, length, _ = tokens.shape
         steps = self.effective_time_dim
-        if length % steps:
+        body = tokens[:, 1:] if self.remove_cls_token else tokens
+        batch, length, embed = body.shape
+        grid = self._grid(length // steps, image_size) if length % steps == 0 else None
+        if grid is None or grid[0] * grid[1] * steps != length:
+            if self.remove_cls_token and self.h is None and self.w is None and self.grid_size is None:
+                warnings.warn(
+                    f"ReshapeTokensToImage: {tokens.shape[1]} tokens do not form a grid after removing a cls "
+                    "token; keeping the first token from now on. Set remove_cls_token=False for backbones "
+                    "without a cls token.",
+                    stacklevel=3,
+                )
+                self.remove_cls_token = False
+                return self._reshape(index, tokens, image_size)
             raise ValueError(
-                f"ReshapeTokensToImage: {length} tokens (cls removed: {self.remove_cls_token}) cannot be "
-                f"split into effective_time_dim={steps} equal time steps."
+                f"ReshapeTokensToImage: cannot lay {length} tokens (cls removed: "
+                f"{self.remove_cls_token}) out "
+                f"as {steps} time step(s) of a grid (image_size={image_size}, h={self.h}, w={self.w}). For "
+                "non-square images pass h and w, or let the model pass image_size."
             )
-        height, width = self._grid(length // steps)
-        if height * width * steps != length:
-            raise ValueError(
-                f"ReshapeTokensToImage: {length} tokens (cls removed: {self.remove_cls_token}) do not match "
-                f"the grid {height}x{width} x {steps} time steps = {height * width * steps}. Check h/w, "
-                "image_size/patch_size or grid_size against the input size."
-            )
-        grid = tokens.reshape(batch, steps, height, width, embed)
-        return grid.permute(0, 4, 1, 2, 3).reshape(batch, embed * steps, height, width)
+        height, width = grid
+        maps = body.reshape(batch, steps, height, width, embed)
+        return maps.permute(0, 1, 4, 2, 3).reshape(batch, steps * embed, height, width)
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """Return each token sequence as a ``(B, E * T, H, W)`` map (4-D inputs unchanged)."""
-        self._check_count(features)
-        return [f if f.dim() == 4 else self._reshape(i, f) for i, f in enumerate(features)]
-
-
-def _conv_norm_act(in_channels: int, out_channels: int, transpose: bool) -> nn.Sequential:
-    if transpose:
-        conv: nn.Module = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
-    else:
-        conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1)
-    return nn.Sequential(conv, nn.BatchNorm2d(out_channels), nn.GELU())
+    def forward(
+        self, features: list[Tensor], image_size: Sequence[int] | None = None, **kwargs: Any
+    ) -> list[Tensor]:
+        """Return each token sequence as a ``(B, T * E, H, W)`` map (4-D inputs unchanged)."""
+        self._check_list(features)
+        out = []
+        for index, feature in enumerate(features):
+            steps = None
+            if self.temporal_inputs:
+                steps = feature.shape[1]
+                feature = feature.flatten(0, 1)
+            if feature.dim() >= 4:
+                result = feature
+            else:
+                result = self._reshape(index, feature, image_size)
+            if steps is not None:
+                result = result.unflatten(0, (-1, steps))
+            out.append(result)
+        return out
 
 
 @TERRATORCH_NECK_REGISTRY.register
 class LearnedInterpolateToPyramidal(Neck):
     """Learned 4-level pyramid from 4 same-resolution maps (e.g. ViT layers at stride 16).
 
-    Map 0 is upsampled x4 by two transposed convolutions (channels ``C -> C/2 -> C/4``), map 1
-    x2 by one (``C -> C/2``), map 2 is kept, map 3 is downsampled x2 by a stride-2 convolution.
-    For a stride-16 backbone this gives strides 4, 8, 16, 32 with channels
-    ``[C0/4, C1/2, C2, C3]``.
+    ``fpn1`` upsamples map 0 x4 (two transposed convs, ``C -> C/2 -> C/4``, BatchNorm + GELU between),
+    ``fpn2`` map 1 x2 (``C -> C/2``), ``fpn3`` keeps map 2, ``fpn4`` max-pools map 3 x2. Output
+    channels are ``[C0/4, C1/2, C2, C3]``.
     """
 
     def __init__(self, channel_list: Sequence[int]) -> None:
@@ -401,120 +436,184 @@ class LearnedInterpolateToPyramidal(Neck):
                 f"{len(self.channel_list)} ({self.channel_list}); select 4 first, e.g. with "
                 "{'name': 'SelectIndices', 'indices': [...4 layers...]}."
             )
-        c0, c1, _, c3 = self.channel_list  # level 2 is used as is
-        self.out_list = self.process_channel_list(self.channel_list)
-        self.up4 = nn.Sequential(
-            _conv_norm_act(c0, max(1, c0 // 2), transpose=True),
-            nn.ConvTranspose2d(max(1, c0 // 2), self.out_list[0], kernel_size=2, stride=2),
+        c0, c1, c2, c3 = self.channel_list
+        self.fpn1 = nn.Sequential(
+            nn.ConvTranspose2d(c0, c0 // 2, 2, 2),
+            nn.BatchNorm2d(c0 // 2),
+            nn.GELU(),
+            nn.ConvTranspose2d(c0 // 2, c0 // 4, 2, 2),
         )
-        self.up2 = nn.ConvTranspose2d(c1, self.out_list[1], kernel_size=2, stride=2)
-        self.down2 = nn.Conv2d(c3, self.out_list[3], kernel_size=3, stride=2, padding=1)
+        self.fpn2 = nn.Sequential(nn.ConvTranspose2d(c1, c1 // 2, 2, 2))
+        self.fpn3 = nn.Sequential(nn.Identity())
+        self.fpn4 = nn.Sequential(nn.MaxPool2d(kernel_size=2, stride=2))
+        self.embedding_dim = [c0 // 4, c1 // 2, c2, c3]
 
     def process_channel_list(self, channel_list: list[int]) -> list[int]:
-        """``[C0 // 4, C1 // 2, C2, C3]`` (at least 1 channel each)."""
+        """``[C0 // 4, C1 // 2, C2, C3]``."""
         if len(channel_list) != 4:
             raise ValueError(
                 "LearnedInterpolateToPyramidal needs exactly 4 channels, got "
                 f"{len(channel_list)} ({channel_list})."
             )
-        return [max(1, channel_list[0] // 4), max(1, channel_list[1] // 2), channel_list[2], channel_list[3]]
+        return [channel_list[0] // 4, channel_list[1] // 2, channel_list[2], channel_list[3]]
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
         """Return the 4 maps at scales x4, x2, x1, x0.5."""
-        self._check_count(features, needed=4)
-        return [self.up4(features[0]), self.up2(features[1]), features[2], self.down2(features[3])]
+        self._check_list(features)
+        if len(features) != 4:
+            raise ValueError(
+                f"LearnedInterpolateToPyramidal received {len(features)} feature maps but needs 4."
+            )
+        return [
+            self.fpn1(features[0]),
+            self.fpn2(features[1]),
+            self.fpn3(features[2]),
+            self.fpn4(features[3]),
+        ]
 
 
 @TERRATORCH_NECK_REGISTRY.register
 class AddBottleneckLayer(Neck):
-    """Append one coarser level: a stride-2 3x3 conv + BatchNorm + ReLU on the last map.
+    """Append one more feature: a 1x1 conv halving the channels of the last map (same resolution)."""
 
-    Args:
-        channel_list: Input channel list.
-        channels: Channels of the new level (default: those of the last map).
-    """
-
-    def __init__(self, channel_list: Sequence[int], channels: int | None = None) -> None:
+    def __init__(self, channel_list: Sequence[int]) -> None:
         super().__init__(channel_list)
         last = self.channel_list[-1]
-        self.channels = channels or last
-        self.bottleneck = nn.Sequential(
-            nn.Conv2d(last, self.channels, kernel_size=3, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(self.channels),
-            nn.ReLU(inplace=True),
-        )
+        self.bottleneck = nn.Conv2d(last, last // 2, kernel_size=1)
 
     def process_channel_list(self, channel_list: list[int]) -> list[int]:
-        """The input list plus the new level's channels."""
-        return [*channel_list, self.channels]
+        """The input list plus ``C_last // 2``."""
+        return [*channel_list, channel_list[-1] // 2]
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """Return ``features + [bottleneck(features[-1])]`` (the new map has half the resolution)."""
-        self._check_count(features)
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
+        """Return ``features + [bottleneck(features[-1])]`` (a new list; the input is not modified)."""
+        self._check_list(features)
         return [*features, self.bottleneck(features[-1])]
 
 
 @TERRATORCH_NECK_REGISTRY.register
-class AggregateTokens(Neck):
-    """Pool every feature into one vector per sample, ``(B, C)``, e.g. for classification.
-
-    Token sequences ``(B, L, E)`` are pooled over ``L``; maps ``(B, C, H, W)`` over ``H, W``;
-    ``(B, C)`` vectors pass through.
+class FeaturePyramidNetworkNeck(Neck):
+    """torchvision's ``FeaturePyramidNetwork`` over the feature maps (``self.fpn``).
 
     Args:
-        channel_list: Input channel list (unchanged by this neck).
-        pooling: ``"mean"``, ``"max"`` or ``"cls"`` (take the first token; sequences only).
-        remove_cls_token: Drop the first token of sequences before mean/max pooling.
+        channel_list: Input channel list.
+        out_channel: Channels of every output level.
+        output_ordered_dict: Return an ``OrderedDict`` ``{"feat0": ..., ...}`` (the reference default);
+            False returns a list, which is what decoders take.
     """
 
-    _POOLINGS = ("mean", "max", "cls")
-
     def __init__(
-        self, channel_list: Sequence[int], pooling: str = "mean", remove_cls_token: bool = False
+        self, channel_list: Sequence[int], out_channel: int = 256, output_ordered_dict: bool = True
     ) -> None:
         super().__init__(channel_list)
-        if pooling not in self._POOLINGS:
-            raise ValueError(f"AggregateTokens: pooling must be one of {self._POOLINGS}, got {pooling!r}.")
-        self.pooling = pooling
-        self.remove_cls_token = remove_cls_token
+        from torchvision.ops import FeaturePyramidNetwork
+
+        self.out_channel = out_channel
+        self.output_ordered_dict = output_ordered_dict
+        self.fpn = FeaturePyramidNetwork(self.channel_list, out_channel)
 
     def process_channel_list(self, channel_list: list[int]) -> list[int]:
-        """Unchanged."""
-        return list(channel_list)
+        """``out_channel`` for every level."""
+        return [self.out_channel] * len(channel_list)
 
-    def _pool(self, index: int, feature: Tensor) -> Tensor:
-        if feature.dim() == 2:
-            return feature
-        if feature.dim() == 4:
-            if self.pooling == "cls":
+    def forward(self, features: list[Tensor] | dict[str, Tensor], **kwargs: Any) -> Any:
+        """Run the FPN; see ``output_ordered_dict`` for the output type."""
+        if not isinstance(features, dict):
+            features = OrderedDict((f"feat{i}", f) for i, f in enumerate(features))
+        out = self.fpn(features)
+        return out if self.output_ordered_dict else list(out.values())
+
+
+@TERRATORCH_NECK_REGISTRY.register
+class AggregateTokens(Neck):
+    """Pool selected features into one vector per sample, ``(B, C)``, e.g. for classification.
+
+    Token sequences ``(B, L, E)`` are pooled over ``L``; maps ``(B, C, H, W)`` over ``H, W`` (5-D
+    ``(B, C, T, H, W)`` maps over ``H, W`` keeping ``T``).
+
+    Args:
+        channel_list: Input channel list.
+        pooling: ``"mean"``, ``"max"``, ``"min"``, ``"cls"`` (first token) or an int token index.
+        indices: Feature indices to aggregate (default: ``index``).
+        index: Deprecated single index, default -1 (the last feature).
+        drop_cls: Drop the first token before mean/max/min pooling.
+        temporal_inputs: Inputs are ``(B, T, ...)``; the time dimension is kept.
+        remove_cls_token: Ours, same as ``drop_cls``.
+    """
+
+    _POOLINGS = ("mean", "max", "min", "cls")
+
+    def __init__(
+        self,
+        channel_list: Sequence[int],
+        pooling: str | int = "mean",
+        indices: int | list[int] | None = None,
+        index: int | None = -1,
+        drop_cls: bool = False,
+        temporal_inputs: bool = False,
+        remove_cls_token: bool = False,
+    ) -> None:
+        super().__init__(channel_list)
+        selected = indices if indices is not None else index
+        self.indices = [selected] if isinstance(selected, int) else list(selected or [-1])
+        if isinstance(pooling, str):
+            pooling = pooling.lower()
+            if pooling not in self._POOLINGS:
                 raise ValueError(
-                    f"AggregateTokens: pooling='cls' needs token sequences, feature {index} is 4-D."
+                    f"AggregateTokens: pooling must be one of {self._POOLINGS} or an int, got {pooling!r}."
                 )
-            tokens = feature.flatten(2).transpose(1, 2)
-        elif feature.dim() == 3:
-            if self.pooling == "cls":
-                return feature[:, 0]
-            tokens = feature[:, 1:] if self.remove_cls_token else feature
-        else:
-            raise ValueError(
-                f"AggregateTokens: feature {index} has shape {tuple(feature.shape)}; expected (B, L, E), "
-                "(B, C, H, W) or (B, C)."
-            )
-        return tokens.amax(dim=1) if self.pooling == "max" else tokens.mean(dim=1)
+        self.pooling = pooling
+        self.drop_cls = drop_cls or remove_cls_token
+        self.temporal_inputs = temporal_inputs
+        if self.drop_cls and self.pooling == "cls":
+            raise ValueError("AggregateTokens: drop_cls=True cannot be combined with pooling='cls'.")
+        self.latent_dim = [self.channel_list[i] for i in self.indices]
 
-    def forward(self, features: list[Tensor]) -> list[Tensor]:
-        """Return one ``(B, C_i)`` tensor per feature."""
-        self._check_count(features)
-        return [self._pool(i, f) for i, f in enumerate(features)]
+    def process_channel_list(self, channel_list: list[int]) -> list[int]:
+        """The channels of the selected features."""
+        return [channel_list[i] for i in self.indices]
+
+    def _pool(self, feature: Tensor) -> Tensor:
+        steps = None
+        if self.temporal_inputs:
+            steps = feature.shape[1]
+            feature = feature.flatten(0, 1)
+        if feature.dim() == 4:
+            feature = feature.flatten(2).transpose(1, 2)
+        elif feature.dim() == 5:
+            feature = feature.flatten(3).permute(0, 3, 2, 1)
+        if feature.dim() == 2:
+            pooled = feature
+        else:
+            if self.drop_cls:
+                feature = feature[..., 1:, :]
+            if isinstance(self.pooling, int):
+                pooled = feature[..., self.pooling, :]
+            elif self.pooling == "cls":
+                pooled = feature[..., 0, :]
+            elif self.pooling == "mean":
+                pooled = feature.mean(dim=1)
+            elif self.pooling == "max":
+                pooled = feature.max(dim=1).values
+            else:
+                pooled = feature.min(dim=1).values
+        if steps is not None:
+            pooled = pooled.unflatten(0, (-1, steps))
+        return pooled
+
+    def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
+        """Return one pooled tensor per selected feature."""
+        self._check_list(features)
+        return [self._pool(features[i] if len(features) > 1 else features[0]) for i in self.indices]
 
 
 def build_neck_list(
-    neck_configs: Sequence[dict[str, Any] | Neck] | None, channel_list: Sequence[int]
+    ops: Sequence[dict[str, Any] | Neck] | None, channel_list: Sequence[int]
 ) -> tuple[list[Neck], list[int]]:
     """Build necks from configs and chain their channel lists.
 
     Args:
-        neck_configs: Each ``{"name": <registered neck>, **kwargs}`` (looked up in ``NECK_REGISTRY``
+        ops: Neck configs, each ``{"name": <registered neck>, **kwargs}`` (looked up in ``NECK_REGISTRY``
             and built with the current channel list first) or an already built neck.
         channel_list: The backbone's ``out_channels``.
 
@@ -528,7 +627,7 @@ def build_neck_list(
     """
     channels = list(channel_list)
     necks: list[Neck] = []
-    for position, config in enumerate(neck_configs or []):
+    for position, config in enumerate(ops or []):
         neck = config if isinstance(config, nn.Module) else _build_one(position, config, channels)
         if not hasattr(neck, "process_channel_list"):
             raise TypeError(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -9,7 +11,7 @@ from torch import Tensor, nn
 
 __all__ = ["POOLINGS", "TemporalWrapper"]
 
-POOLINGS = ("mean", "max", "diff", "concat", "keep")
+POOLINGS = ("mean", "max", "diff", "keep", "concat")
 
 
 class TemporalWrapper(nn.Module):
@@ -20,90 +22,199 @@ class TemporalWrapper(nn.Module):
     over time:
 
     - ``mean`` / ``max``: reduce over T; channels unchanged.
-    - ``diff``: ``frame 0 - frame 1``; needs exactly T = 2.
-    - ``concat``: frames concatenated along the channel axis (dim 1), so channels become
-      ``C_i * T``; ``n_timestamps`` must be given so ``out_channels`` is known before any data.
-    - ``keep``: no pooling; maps become ``(B, C_i, T, H_i, W_i)`` (tokens ``(B, T, L, D)``) for
-      necks or decoders that handle time themselves.
+    - ``diff``: ``frame 0 - frame 1``; needs exactly 2 frames (or 2 subsets).
+    - ``concat``: frames stacked along the channel axis (channel ``t * C + c``), so channels become
+      ``C_i * T``; ``n_timestamps`` is needed to know ``out_channels`` before any data.
+    - ``keep``: no pooling; maps become ``(B, T, C_i, H_i, W_i)``, tokens ``(B, T, L, D)``.
+
+    Token features are recognised by being 3-D (the reference release looks for a trailing size-1
+    dimension instead, which also mangles ``1 x 1`` feature maps).
+
+    With ``subset_lengths`` the frames are first split into consecutive groups of those lengths and
+    averaged within each group; the pooling then runs over the group means. Dict inputs
+    (``{modality: (B, C_m, T, H, W)}``) are flattened per modality and dict features pooled per key.
 
     Args:
         encoder: A backbone taking ``(B, C, H, W)`` and returning a list of features.
-        pooling: One of ``mean``, ``max``, ``diff``, ``concat``, ``keep``.
-        n_timestamps: Number of frames T; required for ``concat``, checked against the input when given.
+        pooling: One of ``mean``, ``max``, ``diff``, ``keep``, ``concat``.
+        concat: Deprecated (use ``pooling="concat"``); accepted and ignored with a warning.
+        n_timestamps: Number of frames T; sets ``out_channels`` for ``concat``.
+        features_permute_op: Permutation applied to each feature before pooling (and undone after), for
+            encoders whose features are neither ``(B, C, H, W)`` nor ``(B, L, C)``.
+        subset_lengths: Lengths of consecutive frame groups averaged before pooling.
 
     Attributes:
-        out_channels: Channels of each pooled feature.
-        patch_size: Copied from the encoder (if it has one) so inputs are padded the same way.
+        out_channels: Channels of each pooled feature (None for ``concat`` without ``n_timestamps``).
     """
 
-    def __init__(self, encoder: nn.Module, pooling: str = "mean", n_timestamps: int | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        pooling: str = "mean",
+        concat: bool | None = None,
+        n_timestamps: int | None = None,
+        features_permute_op: Sequence[int] | None = None,
+        subset_lengths: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
+        if concat is not None:
+            warnings.warn(
+                "TemporalWrapper: 'concat' is deprecated; use pooling='concat'.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         if pooling not in POOLINGS:
             raise ValueError(
                 f"TemporalWrapper: unknown pooling {pooling!r}; valid values are {list(POOLINGS)}."
             )
-        if pooling == "concat" and not n_timestamps:
-            raise ValueError(
-                "TemporalWrapper: pooling='concat' multiplies the channels by the number of frames, so "
-                "n_timestamps (backbone_temporal_n_timestamps) must be given."
-            )
-        if pooling == "diff" and n_timestamps not in (None, 2):
+        if subset_lengths is not None:
+            subset_lengths = [int(n) for n in subset_lengths]
+            if pooling == "diff" and len(subset_lengths) != 2:
+                raise ValueError(
+                    "TemporalWrapper: pooling='diff' needs exactly two subsets, got "
+                    f"subset_lengths={subset_lengths}."
+                )
+            if n_timestamps is not None and sum(subset_lengths) != n_timestamps:
+                raise ValueError(
+                    f"TemporalWrapper: subset_lengths {subset_lengths} sum to {sum(subset_lengths)}, but "
+                    f"n_timestamps={n_timestamps}."
+                )
+        elif pooling == "diff" and n_timestamps not in (None, 2):
             raise ValueError(
                 f"TemporalWrapper: pooling='diff' needs exactly 2 frames, got n_timestamps={n_timestamps}."
             )
-        from terratorch.models.backbone_adapter import accepted_kwargs, channel_list_of
+        from terratorch.models.backbone_adapter import accepted_kwargs
 
         self.encoder = encoder
         self._encoder_kwargs = accepted_kwargs(encoder)
         self.pooling = pooling
         self.n_timestamps = n_timestamps
-        factor = n_timestamps if pooling == "concat" else 1
-        self.out_channels = [c * factor for c in channel_list_of(encoder)]
+        self.subset_lengths = subset_lengths
+        self.features_permute_op = list(features_permute_op) if features_permute_op is not None else None
+        if self.features_permute_op is not None:
+            reverse = [0] * len(self.features_permute_op)
+            for position, dim in enumerate(self.features_permute_op):
+                reverse[dim] = position
+            self.reverse_permute_op: list[int] | None = reverse
+        else:
+            self.reverse_permute_op = None
+        from terratorch.models.backbone_adapter import channel_list_of
+
+        try:
+            channels: list[int] | None = channel_list_of(encoder)
+        except TypeError:
+            channels = None  # like the reference: no out_channels when the encoder does not tell
+        if channels is not None:
+            if pooling == "concat":
+                if n_timestamps is None:
+                    warnings.warn(
+                        "TemporalWrapper: out_channels of pooling='concat' are unknown without n_timestamps "
+                        "(backbone_temporal_n_timestamps); encoder-decoder models need it.",
+                        UserWarning,
+                        stacklevel=2,
+                    )
+                    self.out_channels = None
+                else:
+                    self.out_channels = [c * n_timestamps for c in channels]
+            else:
+                self.out_channels = channels
         patch_size = getattr(encoder, "patch_size", None)
         if patch_size is not None:
             self.patch_size = patch_size
 
-    def forward(self, x: Tensor, **kwargs: Any) -> list[Tensor]:
+    def forward(self, x: Tensor | dict[str, Tensor], **kwargs: Any) -> list[Any]:
         """Encode ``x`` of shape ``(B, C, T, H, W)`` (a 4-D input counts as T = 1) and pool over T.
 
         Extra keyword arguments reach the encoder only if its ``forward`` accepts them.
         """
-        if x.ndim == 4:
+        is_dict = isinstance(x, dict)
+        if not is_dict and x.ndim == 4:
             x = x.unsqueeze(2)
-        if x.ndim != 5:
-            raise ValueError(f"TemporalWrapper expects (B, C, T, H, W) input, got shape {tuple(x.shape)}.")
-        batch, channels, frames, height, width = x.shape
-        self._check_frames(frames)
-        flat = x.transpose(1, 2).reshape(batch * frames, channels, height, width)
-        if self._encoder_kwargs is not None:  # pass only the batch keys the encoder accepts
+        sample = next(iter(x.values())) if is_dict else x
+        if sample.ndim != 5:
+            raise ValueError(
+                f"TemporalWrapper expects (B, C, T, H, W) input, got shape {tuple(sample.shape)}."
+            )
+        batch, frames = sample.shape[0], sample.shape[2]
+        if self.pooling == "concat" and self.n_timestamps is not None and frames != self.n_timestamps:
+            raise ValueError(
+                f"TemporalWrapper was built for n_timestamps={self.n_timestamps} frames "
+                "(pooling='concat') but "
+                f"the input has T={frames} (dim 2 of (B, C, T, H, W))."
+            )
+        if is_dict:
+            flat: Any = {k: v.transpose(1, 2).reshape(-1, v.shape[1], *v.shape[3:]) for k, v in x.items()}
+        else:
+            flat = x.transpose(1, 2).reshape(batch * frames, x.shape[1], *x.shape[3:])
+        if self._encoder_kwargs is not None:
             kwargs = {k: v for k, v in kwargs.items() if k in self._encoder_kwargs}
         features = self.encoder(flat, **kwargs)
-        if isinstance(features, Tensor):
-            features = [features]
-        if hasattr(self.encoder, "prepare_features_for_image_model"):
-            features = self.encoder.prepare_features_for_image_model(features)
-        return [self._pool(f.reshape(batch, frames, *f.shape[1:])) for f in features]
+        features = list(features) if isinstance(features, (list, tuple)) else [features]
+        out: list[Any] = []
+        for feature in features:
+            if isinstance(feature, dict):
+                out.append({k: self._process(v, batch, frames) for k, v in feature.items()})
+            else:
+                out.append(self._process(feature, batch, frames))
+        return out
 
-    def _check_frames(self, frames: int) -> None:
-        if self.n_timestamps is not None and frames != self.n_timestamps:
-            raise ValueError(
-                f"TemporalWrapper was built for n_timestamps={self.n_timestamps} frames but the input has "
-                f"T={frames} (dim 2 of (B, C, T, H, W))."
-            )
-        if self.pooling == "diff" and frames != 2:
-            raise ValueError(
-                f"TemporalWrapper pooling='diff' needs exactly 2 frames, the input has T={frames}."
-            )
+    def _process(self, feature: Tensor, batch: int, frames: int) -> Tensor:
+        feature = _permute(feature, self.features_permute_op)
+        is_tokens = feature.dim() == 3
+        stacked = _to_time_major(feature, batch, frames)
+        pooled = self.pool_temporal(stacked, self.pooling, self.subset_lengths)
+        pooled = _permute(pooled, self.reverse_permute_op)
+        if is_tokens:  # tokens carry a helper trailing dim: back to (..., L, C)
+            pooled = pooled.squeeze(-1).movedim(-1, -2)
+        return pooled
 
-    def _pool(self, feature: Tensor) -> Tensor:
-        """Pool ``(B, T, ...)`` over T according to ``self.pooling``."""
-        if self.pooling == "mean":
-            return feature.mean(dim=1)
-        if self.pooling == "max":
-            return feature.amax(dim=1)
-        if self.pooling == "diff":
-            return feature[:, 0] - feature[:, 1]
-        if self.pooling == "concat":  # channels are dim 1 of maps, the last dim of tokens
-            return torch.cat(feature.unbind(dim=1), dim=1 if feature.ndim == 5 else -1)
-        # keep: maps go to (B, C, T, H, W); tokens stay (B, T, L, D)
-        return feature.transpose(1, 2) if feature.ndim == 5 else feature
+    def pool_temporal(self, stacked: Tensor, pooling: str, subset_lengths: Sequence[int] | None) -> Tensor:
+        """Pool ``(B, T, C, ...)`` over T (after averaging ``subset_lengths`` groups, if given)."""
+        frames = stacked.shape[1]
+        if subset_lengths is not None:
+            if sum(subset_lengths) != frames:
+                raise ValueError(
+                    f"TemporalWrapper: subset_lengths {list(subset_lengths)} sum to "
+                    f"{sum(subset_lengths)} but the "
+                    f"input has T={frames} frames."
+                )
+            stacked = torch.stack(
+                [part.mean(dim=1) for part in torch.split(stacked, list(subset_lengths), 1)], 1
+            )
+        if pooling == "concat":
+            return stacked.flatten(1, 2)
+        if pooling == "max":
+            return stacked.max(dim=1).values
+        if pooling == "diff":
+            if stacked.shape[1] != 2:
+                raise ValueError(
+                    "TemporalWrapper pooling='diff' needs exactly 2 frames (or 2 subsets via "
+                    "subset_lengths), "
+                    f"got T={stacked.shape[1]}."
+                )
+            return stacked[:, 0] - stacked[:, 1]
+        if pooling == "mean":
+            return stacked.mean(dim=1)
+        return stacked
+
+
+def _permute(tensor: Tensor, order: list[int] | None) -> Tensor:
+    if order is None:
+        return tensor
+    if len(order) != tensor.dim():
+        raise ValueError(
+            f"TemporalWrapper: features_permute_op {order} has {len(order)} dims but the feature has "
+            f"{tensor.dim()} {tuple(tensor.shape)}."
+        )
+    return tensor.permute(*order)
+
+
+def _to_time_major(feature: Tensor, batch: int, frames: int) -> Tensor:
+    """``(B*T, C, H, W) -> (B, T, C, H, W)``; tokens ``(B*T, L, C) -> (B, T, C, L, 1)``."""
+    if feature.dim() == 4:
+        return feature.reshape(batch, frames, *feature.shape[1:])
+    if feature.dim() == 3:
+        return feature.reshape(batch, frames, *feature.shape[1:]).permute(0, 1, 3, 2).unsqueeze(-1)
+    raise ValueError(
+        f"TemporalWrapper: encoder features must be 3-D tokens or 4-D maps, got shape {tuple(feature.shape)}."
+    )

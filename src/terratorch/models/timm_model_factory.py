@@ -22,10 +22,10 @@ class TimmModelFactory(ModelFactory):
         self,
         task: str,
         backbone: str,
-        num_classes: int,
-        bands: Sequence[Any] | None = None,
         in_channels: int | None = None,
+        num_classes: int | None = None,
         pretrained: bool = False,
+        bands: Sequence[Any] | None = None,
         backbone_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> Model:
@@ -47,6 +47,8 @@ class TimmModelFactory(ModelFactory):
         """
         import timm
 
+        if num_classes is None:
+            raise ValueError("TimmModelFactory needs num_classes (the number of output classes).")
         check_task(task)
         if task != "classification":
             raise ValueError(

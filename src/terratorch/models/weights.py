@@ -196,8 +196,12 @@ def _load_safetensors(path: Path) -> Any:
 
 
 def _load_torch(path: Path, weights_only: bool) -> Any:
+    import zipfile
+
+    # zip-format files (torch >= 1.6) are memory-mapped: large checkpoints load without a full copy
+    mmap = zipfile.is_zipfile(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
     except pickle.UnpicklingError as error:
         if weights_only and "Unsupported global" in str(error):
             raise CheckpointFormatError(

@@ -17,10 +17,13 @@ from terratorch.registry.custom_modules import (
     import_custom_modules,
 )
 from terratorch.registry.registry import (
+    BuildableRegistry,
+    DecoderRegistry,
     InvalidModelError,
     MultiSourceRegistry,
     Registry,
     RegistrySource,
+    explore_model_card,
 )
 from terratorch.registry.smp_source import SMPDecoderSource
 from terratorch.registry.timm_source import TimmBackboneSource
@@ -35,13 +38,16 @@ __all__ = [
     "TERRATORCH_DECODER_REGISTRY",
     "TERRATORCH_FULL_MODEL_REGISTRY",
     "TERRATORCH_NECK_REGISTRY",
+    "BuildableRegistry",
     "CustomModuleImportError",
+    "DecoderRegistry",
     "InvalidModelError",
     "MultiSourceRegistry",
     "Registry",
     "RegistryEntry",
     "RegistrySource",
     "autoload_custom_modules",
+    "explore_model_card",
     "import_custom_modules",
     "list_backbones",
 ]
@@ -51,6 +57,9 @@ TERRATORCH_NECK_REGISTRY = Registry("TERRATORCH_NECK_REGISTRY")
 TERRATORCH_DECODER_REGISTRY = Registry("TERRATORCH_DECODER_REGISTRY")
 TERRATORCH_FULL_MODEL_REGISTRY = Registry("TERRATORCH_FULL_MODEL_REGISTRY")
 MODEL_FACTORY_REGISTRY = Registry("MODEL_FACTORY_REGISTRY")
+# Source-level flag of the reference's DecoderRegistry protocol: our own decoders do not end in a
+# head as a rule (the few that do say so with a class attribute of the same name).
+TERRATORCH_DECODER_REGISTRY.includes_head = False  # type: ignore[attr-defined]
 
 for _name, (_module, _meta) in manifest.BACKBONES.items():
     TERRATORCH_BACKBONE_REGISTRY.register_lazy(_name, _module, **_meta)

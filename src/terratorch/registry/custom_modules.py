@@ -20,8 +20,12 @@ __all__ = ["CustomModuleImportError", "autoload_custom_modules", "import_custom_
 _autoload_done = False
 
 
-class CustomModuleImportError(ImportError):
-    """A custom-module path that does not exist or fails to import."""
+class CustomModuleImportError(ImportError, ValueError):
+    """A custom-module path that does not exist or fails to import.
+
+    It is also a ``ValueError`` because the reference raises that for a path that is not a folder,
+    and an ``ImportError`` as the reference raises for a folder that fails to import.
+    """
 
 
 def autoload_custom_modules() -> ModuleType | None:
@@ -38,8 +42,11 @@ def autoload_custom_modules() -> ModuleType | None:
     return import_custom_modules(folder)
 
 
-def import_custom_modules(path: str | os.PathLike[str]) -> ModuleType:
+def import_custom_modules(path: str | os.PathLike[str] | None) -> ModuleType | None:
     """Import a folder of modules, a single ``.py`` file, or a dotted module path.
+
+    ``None`` or an empty string does nothing and returns ``None`` (as the reference's CLI helper
+    does), so an unset ``custom_modules_path`` can be passed straight through.
 
     A folder is imported as a package named after it (its parent goes on ``sys.path``), followed by
     each of its top-level submodules, so a ``@...register`` anywhere in it takes effect.
@@ -48,12 +55,14 @@ def import_custom_modules(path: str | os.PathLike[str]) -> ModuleType:
         path: A directory, a ``.py`` file, or an importable dotted name such as ``my_pkg.backbones``.
 
     Returns:
-        The imported (top-level) module.
+        The imported (top-level) module, or ``None`` when ``path`` is empty.
 
     Raises:
         CustomModuleImportError: The path does not exist, or importing it raised; the original
             exception is chained and quoted in the message.
     """
+    if path is None or os.fspath(path) == "":
+        return None
     text = os.fspath(path)
     candidate = Path(text).expanduser()
     looks_like_path = os.sep in text or text.endswith(".py") or candidate.exists()

@@ -100,7 +100,7 @@ BACKBONES = _backbones()
 
 FULL_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     f"{name}_mae": (
-        f"{_MODELS}.backbones.prithvi_mae",
+        f"{_MODELS}.backbones.prithvi_vit",
         {"family": "prithvi_mae", "encoder": name, "bands": list(PRITHVI_BANDS)},
     )
     for name in PRITHVI_VARIANTS
@@ -129,6 +129,9 @@ DECODERS: dict[str, str] = {
     "MLPDecoder": f"{_MODELS}.decoders.mlp_decoder",
     "ASPPSegmentationHead": f"{_MODELS}.decoders.aspp_head",
     "ASPPRegressionHead": f"{_MODELS}.decoders.aspp_head",
+    "ASPPHead": f"{_MODELS}.decoders.aspp_head",
+    "ASPPModule": f"{_MODELS}.decoders.aspp_head",
+    "SatMAEHead": f"{_MODELS}.decoders.satmae_head",
 }
 
 MODEL_FACTORIES: dict[str, str] = {

@@ -12,26 +12,54 @@ import difflib
 import importlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol, TypeVar, overload, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
 
 T = TypeVar("T", bound=Callable[..., Any])
 
 
-class InvalidModelError(LookupError):
-    """A name that no registry (or registry source) knows."""
+class InvalidModelError(KeyError):
+    """A name that no registry (or registry source) knows.
 
-    def __init__(self, name: str, where: str, suggestions: Iterable[str] = (), hint: str = "") -> None:
-        self.name = name
+    It derives from ``KeyError`` so that ``except KeyError`` around a registry lookup (which the
+    reference's plain-dict registries raise) keeps working, as does ``Mapping.get``.
+
+    Two spellings are accepted:
+
+    * ours: ``InvalidModelError(name, where, suggestions=(), hint="")`` builds a message naming the
+      registry and listing close matches;
+    * the reference's: ``InvalidModelError(message, model_name=None)``; the message is used as is, or
+      a default one naming ``model_name`` when ``message`` is empty.
+
+    Attributes:
+        name: The unknown name (``model_name`` in the reference spelling; may be ``None``).
+        suggestions: Close matches offered in the message.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        where: str | None = None,
+        suggestions: Iterable[str] = (),
+        hint: str = "",
+        *,
+        model_name: str | None = None,
+        message: str | None = None,
+    ) -> None:
         self.suggestions = list(suggestions)
-        message = f"Unknown name {name!r} in {where}."
-        if self.suggestions:
-            message += " Did you mean: " + ", ".join(repr(s) for s in self.suggestions) + "?"
-        if hint:
-            message += " " + hint
-        super().__init__(message)
+        if where is None:  # the reference's (message, model_name=None) spelling
+            self.name = model_name
+            text = message or name or f"The model {model_name} isn't in the register."
+        else:
+            self.name = name
+            text = f"Unknown name {name!r} in {where}."
+            if self.suggestions:
+                text += " Did you mean: " + ", ".join(repr(s) for s in self.suggestions) + "?"
+            if hint:
+                text += " " + hint
+        super().__init__(text)
 
-    def __str__(self) -> str:  # LookupError would otherwise show the tuple of args
-        return self.args[0]
+    def __str__(self) -> str:  # KeyError would otherwise show the repr of its argument
+        return str(self.args[0])
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
@@ -63,29 +91,55 @@ class RegistrySource(Protocol):
     def build(self, name: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
+class BuildableRegistry(Protocol):
+    """The reference's name for the minimal source contract (no ``__getitem__`` needed).
+
+    :meth:`MultiSourceRegistry.build` and ``in`` work with such sources; ``find_class`` needs
+    ``__getitem__`` as in :class:`RegistrySource`.
+    """
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, name: str) -> bool: ...
+
+    def build(self, name: str, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class DecoderRegistry(BuildableRegistry, Protocol):
+    """A decoder source; ``includes_head`` tells factories whether its decoders end in a head."""
+
+    includes_head: bool
+
+
+S = TypeVar("S")
+
+
 class Registry(Mapping[str, Callable[..., Any]]):
     """A mapping from names to constructors (classes or functions).
 
     Args:
         name: Human-readable name used in error messages (e.g. ``"TERRATORCH_BACKBONE_REGISTRY"``).
+        **elements: Initial entries, name → constructor (the reference's ``Registry(**elements)``).
     """
 
-    def __init__(self, name: str = "registry") -> None:
+    def __init__(self, name: str = "registry", **elements: Callable[..., Any]) -> None:
         self.name = name
-        self._entries: dict[str, Callable[..., Any]] = {}
+        self._entries: dict[str, Callable[..., Any]] = dict(elements)
         self._lazy: dict[str, str] = {}
         self._metadata: dict[str, dict[str, Any]] = {}
 
     # -- registration -------------------------------------------------------------------------
     @overload
-    def register(self, obj: T) -> T: ...
+    def register(self, constructor: T) -> T: ...
 
     @overload
     def register(
-        self, obj: None = None, *, name: str | None = None, metadata: Mapping[str, Any] | None = None
+        self, constructor: None = None, *, name: str | None = None, metadata: Mapping[str, Any] | None = None
     ) -> Callable[[T], T]: ...
 
-    def register(self, obj=None, *, name=None, metadata=None):
+    def register(self, constructor=None, *, name=None, metadata=None):
         """Register a class or function under its ``__name__`` (or ``name``) and return it unchanged.
 
         Usable bare (``@REG.register``) or with options (``@REG.register(name=..., metadata=...)``).
@@ -114,9 +168,9 @@ class Registry(Mapping[str, Callable[..., Any]]):
                 self._metadata[key] = {**self._metadata.get(key, {}), **dict(metadata)}
             return target
 
-        if obj is None:
+        if constructor is None:
             return decorate
-        return decorate(obj)
+        return decorate(constructor)
 
     def register_lazy(self, name: str, module: str, **metadata: Any) -> None:
         """Declare that importing ``module`` registers ``name``; the import happens on first lookup."""
@@ -168,13 +222,13 @@ class Registry(Mapping[str, Callable[..., Any]]):
         _before_lookup()
         return len(self._entries.keys() | self._lazy.keys())
 
-    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def build(self, name: str, *constructor_args: Any, **constructor_kwargs: Any) -> Any:
         """Construct ``name`` with the given arguments.
 
         Errors raised by the constructor itself propagate unchanged; only an unknown name raises
         :class:`InvalidModelError`.
         """
-        return self[name](*args, **kwargs)
+        return self[name](*constructor_args, **constructor_kwargs)
 
     def metadata(self, name: str) -> dict[str, Any]:
         """Metadata declared for ``name`` (empty if none), read without importing or building."""
@@ -195,7 +249,7 @@ def _same_definition(a: Any, b: Any) -> bool:
     return _where(a) == _where(b) and getattr(a, "__module__", None) not in (None, "__main__")
 
 
-class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
+class MultiSourceRegistry(Mapping[str, Any], Generic[S]):
     """Several registry sources searched in order, addressable by prefix.
 
     ``"<prefix>_<rest>"`` whose first ``_``-separated token is a source prefix is looked up in that
@@ -204,18 +258,21 @@ class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
     Args:
         **sources: Prefix → source, in search order.
 
-    The ``name`` attribute (used in error messages) can be set after construction.
+    The ``name`` attribute (used in error messages) can be set after construction. As in the
+    reference, ``keys()`` gives the source prefixes, while iterating gives ``<prefix>_<name>``
+    for every entry, and ``MultiSourceRegistry[SourceType]`` is valid in annotations.
     """
 
     def __init__(self, **sources: RegistrySource) -> None:
         self.name = "MultiSourceRegistry"
         self._sources: dict[str, RegistrySource] = dict(sources)
 
-    def register_source(self, prefix: str, source: RegistrySource) -> None:
+    def register_source(self, prefix: str, registry: RegistrySource) -> None:
         """Append a source; a prefix that is already used raises ``KeyError``."""
         if prefix in self._sources:
-            raise KeyError(f"{self.name} already has a source with prefix {prefix!r}.")
-        self._sources[prefix] = source
+            # The first sentence is the reference's wording, which callers may match on.
+            raise KeyError(f"Source for prefix {prefix} already exists. Registry: {self.name}.")
+        self._sources[prefix] = registry
 
     @property
     def sources(self) -> dict[str, RegistrySource]:
@@ -239,7 +296,7 @@ class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
                 return source, name
         return None
 
-    def _unknown(self, name: str) -> InvalidModelError:
+    def _unknown(self, name: str, building: bool = False) -> InvalidModelError:
         split = self._split(name)
         if split is not None:
             prefix = split[0]
@@ -250,12 +307,10 @@ class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
             for source in self._sources.values():
                 candidates.extend(source)
             where = f"{self.name} (sources {list(self._sources)})"
-        return InvalidModelError(
-            name,
-            where,
-            close_matches(name, candidates),
-            hint=f"Prefix a name with one of {list(self._sources)} to pick a source.",
-        )
+        hint = f"Prefix a name with one of {list(self._sources)} to pick a source."
+        if building:
+            hint = f"The model {name} could not be instantiated from any source. {hint}"
+        return InvalidModelError(name, where, close_matches(name, candidates), hint=hint)
 
     def find_registry(self, name: str) -> RegistrySource:
         """The source that holds ``name``."""
@@ -272,13 +327,17 @@ class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
         source, rest = found
         return source[rest]
 
-    def build(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        """Construct ``name`` through the source that holds it; constructor errors propagate."""
+    def build(self, name: str, *constructor_args: Any, **constructor_kwargs: Any) -> Any:
+        """Construct ``name`` through the source that holds it; constructor errors propagate.
+
+        An unknown name raises :class:`InvalidModelError` whose message, like the reference's,
+        says the model "could not be instantiated from any source".
+        """
         found = self._locate(name)
         if found is None:
-            raise self._unknown(name)
+            raise self._unknown(name, building=True)
         source, rest = found
-        return source.build(rest, *args, **kwargs)
+        return source.build(rest, *constructor_args, **constructor_kwargs)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self._locate(name) is not None
@@ -297,5 +356,21 @@ class MultiSourceRegistry(Mapping[str, Callable[..., Any]]):
     def __len__(self) -> int:
         return sum(len(list(source)) for source in self._sources.values())
 
+    def keys(self) -> Any:  # type: ignore[override]
+        """The source prefixes, in search order (what the reference returns)."""
+        return self._sources.keys()
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, sources={list(self._sources)})"
+
+
+def explore_model_card(model_address: str) -> None:
+    """Print the Hugging Face model card of ``model_address`` (e.g. ``"ibm-nasa-geospatial/..."``).
+
+    Needs ``huggingface_hub``, ``rich`` and network access; both are imported only here.
+    """
+    from huggingface_hub import ModelCard
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    Console().print(Markdown(ModelCard.load(model_address).content))

@@ -31,9 +31,11 @@ from terratorch.tasks.losses import build_loss
 from terratorch.tasks.metrics import TaskMetrics
 from terratorch.tasks.optim import build_param_groups, check_optimizer_config, optimizer_factory
 
-__all__ = ["TerraTorchTask"]
+__all__ = ["TerraTorchTask", "task_arguments"]
 
 _TARGET_KEYS = ("image", "mask", "label")
+#: Optimizer used when ``optimizer`` is None (the reference's choice).
+DEFAULT_OPTIMIZER = "Adam"
 
 
 class TerraTorchTask(LightningModule):
@@ -54,7 +56,7 @@ class TerraTorchTask(LightningModule):
         ignore_index: Target value excluded from losses and metrics (the datamodule's
             ``no_label_replace``).
         lr: Learning rate.
-        optimizer: ``torch.optim`` class name or dotted path.
+        optimizer: ``torch.optim`` class name or dotted path; ``None`` uses ``Adam`` (as the reference).
         optimizer_hparams: Extra optimizer kwargs.
         scheduler: ``torch.optim.lr_scheduler`` class name or dotted path (``None``: constant lr).
         scheduler_hparams: Scheduler kwargs plus ``interval``, ``frequency``, ``warmup_epochs`` /
@@ -78,6 +80,13 @@ class TerraTorchTask(LightningModule):
         tiled_inference_on_validation: Validate with tiled inference (needs
             ``tiled_inference_parameters``).
         tiled_inference_on_testing: Test with tiled inference (needs ``tiled_inference_parameters``).
+        custom_loss: ``loss`` is the dotted path of a loss class, built with ``custom_loss_kwargs``.
+        custom_loss_kwargs: Constructor kwargs of the ``custom_loss`` class.
+        var_weights: Per-variable loss weights of multi-output regression (channel ``i`` of the
+            output against channel ``i`` of the target, weighted mean).
+        path_to_record_metrics: Directory; at the end of testing the test metrics are written to
+            ``<dir>/metrics.csv`` (columns ``Metric``, ``Value``; one file per run, the last test
+            dataloader's metrics last).
     """
 
     #: Metric/task type (see :mod:`terratorch.tasks.metrics`).
@@ -105,7 +114,7 @@ class TerraTorchTask(LightningModule):
         class_weights: list[float] | None = None,
         ignore_index: int | None = None,
         lr: float = 0.001,
-        optimizer: str = "AdamW",
+        optimizer: str | None = None,
         optimizer_hparams: dict[str, Any] | None = None,
         scheduler: str | None = None,
         scheduler_hparams: dict[str, Any] | None = None,
@@ -120,8 +129,16 @@ class TerraTorchTask(LightningModule):
         num_classes: int | None = None,
         tiled_inference_on_validation: bool = False,
         tiled_inference_on_testing: bool = False,
+        custom_loss: bool = False,
+        custom_loss_kwargs: dict[str, Any] | None = None,
+        var_weights: list[float] | None = None,
+        path_to_record_metrics: str | None = None,
     ) -> None:
         super().__init__()
+        self.custom_loss = custom_loss
+        self.custom_loss_kwargs = dict(custom_loss_kwargs or {})
+        self.var_weights = list(var_weights) if var_weights is not None else None
+        self.path_to_record_metrics = path_to_record_metrics
         self.save_hyperparameters(*self._hparam_names(loss))
         self.model_args = dict(model_args or {})
         self.ignore_index = ignore_index
@@ -138,7 +155,9 @@ class TerraTorchTask(LightningModule):
         self.tiled_on_testing = tiled_inference_on_testing
         self.test_dataloaders_names = list(test_dataloaders_names or [])
         self.aux_loss = dict(aux_loss or {})
-        check_optimizer_config(optimizer, self.optimizer_hparams, scheduler, self.scheduler_hparams)
+        check_optimizer_config(
+            optimizer or DEFAULT_OPTIMIZER, self.optimizer_hparams, scheduler, self.scheduler_hparams
+        )
         self._check_tiled_config()
         self.num_classes = self._resolve_num_classes(num_classes)
         self.model = self._build_model(model, model_factory, aux_heads)
@@ -151,6 +170,16 @@ class TerraTorchTask(LightningModule):
         self.test_metrics = nn.ModuleList([self.configure_metrics(self._test_prefix(0))])
 
     # -- construction ------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, **kwargs: Any) -> Any:
+        """Load weights, accepting the legacy ``_timm_module.`` key prefix of older checkpoints.
+
+        A checkpoint that does not fit raises ``RuntimeError`` naming the first few mismatching keys
+        and shapes (see :func:`terratorch.models.utils.load_state_dict_checked`).
+        """
+        from terratorch.models.utils import load_state_dict_checked
+
+        return load_state_dict_checked(self, state_dict, strict=strict, **kwargs)
+
     def _hparam_names(self, loss: Any) -> list[str]:
         """Constructor arguments of the concrete class to save (not the ``model`` instance or a loss module).
 
@@ -273,8 +302,16 @@ class TerraTorchTask(LightningModule):
             raise ValueError(
                 f"class_weights has {len(class_weights)} entries for {self.num_classes} classes."
             )
-        spec = self.default_loss if loss is None else loss
-        return build_loss(spec, self.loss_kind, ignore_index=self.ignore_index, class_weights=class_weights)
+        if self.custom_loss:
+            criterion = _custom_loss(loss, self.custom_loss_kwargs)
+        else:
+            spec = self.default_loss if loss is None else loss
+            criterion = build_loss(
+                spec, self.loss_kind, ignore_index=self.ignore_index, class_weights=class_weights
+            )
+        if self.var_weights is not None:
+            criterion = VariableWeightedLoss(criterion, self.var_weights)
+        return criterion
 
     def configure_metrics(self, prefix: str) -> TaskMetrics:
         """Metric set logged under ``prefix`` (``"val/"``, ``"test/<name>/"``, ...)."""
@@ -493,9 +530,20 @@ class TerraTorchTask(LightningModule):
             self._log_metrics(metrics)
 
     def on_test_epoch_end(self) -> None:
-        """Log the test metrics of every test dataloader."""
+        """Log the test metrics of every test dataloader (and record them if ``path_to_record_metrics``)."""
+        records: list[tuple[str, float]] = []
         for metrics in self.test_metrics:
-            self._log_metrics(metrics)
+            values = metrics.compute()
+            if values:
+                self.log_dict(values, add_dataloader_idx=False)
+                records.extend(
+                    (name, float(value))
+                    for name, value in values.items()
+                    if torch.as_tensor(value).numel() == 1
+                )
+            metrics.reset()
+        if self.path_to_record_metrics and records:
+            _record_metrics(self.path_to_record_metrics, records)
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -507,7 +555,7 @@ class TerraTorchTask(LightningModule):
         if not groups:
             raise ValueError("No trainable parameters: freeze_backbone/decoder/head froze the whole model.")
         return optimizer_factory(
-            self.optimizer,
+            self.optimizer or DEFAULT_OPTIMIZER,
             self.lr,
             groups,
             optimizer_hparams=self.optimizer_hparams,
@@ -629,3 +677,67 @@ def _rgb_indices(datamodule: Any) -> list[int] | None:
     if all(name in bands for name in ("RED", "GREEN", "BLUE")):
         return [bands.index("RED"), bands.index("GREEN"), bands.index("BLUE")]
     return None
+
+
+def _custom_loss(loss: Any, kwargs: Mapping[str, Any]) -> nn.Module:
+    """Build ``loss`` (a dotted class path, or a class) with ``kwargs`` for ``custom_loss=True``."""
+    import importlib
+
+    if isinstance(loss, str):
+        module_name, _, class_name = loss.rpartition(".")
+        if not module_name:
+            raise ValueError(
+                f"custom_loss=True needs loss as a dotted class path (e.g. 'torch.nn.L1Loss'), got {loss!r}."
+            )
+        try:
+            loss = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"custom_loss: cannot import {loss!r}: {error}") from error
+    if not callable(loss):
+        raise TypeError(f"custom_loss=True needs a loss class or its dotted path, got {type(loss).__name__}.")
+    return loss(**kwargs)
+
+
+class VariableWeightedLoss(nn.Module):
+    """Weighted mean over output variables of a regression loss (the task's ``var_weights``).
+
+    Variable ``i`` is channel ``i`` of the output and of the target; with an unmasked mean loss this
+    equals weighting every element by its variable's weight, as the reference does.
+    """
+
+    def __init__(self, criterion: nn.Module, weights: Sequence[float]) -> None:
+        super().__init__()
+        self.criterion = criterion
+        self.register_buffer("weights", torch.as_tensor(list(weights), dtype=torch.float32))
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        if output.dim() < 2 or output.shape[1] != len(self.weights):
+            raise ValueError(
+                f"var_weights has {len(self.weights)} entries but the output has shape {tuple(output.shape)} "
+                "(variables on dimension 1)."
+            )
+        losses = torch.stack([self.criterion(output[:, i], target[:, i]) for i in range(len(self.weights))])
+        weights = self.weights.to(losses.dtype)
+        return (losses * weights).sum() / weights.sum()
+
+
+def _record_metrics(directory: str, records: Sequence[tuple[str, float]]) -> None:
+    """Write ``<directory>/metrics.csv`` with one ``Metric,Value`` row per metric."""
+    import csv
+    from pathlib import Path
+
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / "metrics.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["", "Metric", "Value"])
+        for index, (name, value) in enumerate(records):
+            writer.writerow([index, name, value])
+
+
+def task_arguments(frame_locals: Mapping[str, Any]) -> dict[str, Any]:
+    """A task ``__init__``'s ``locals()`` as keyword arguments for :class:`TerraTorchTask` (``self`` dropped).
+
+    The task modules declare the reference's parameter order and defaults and forward them with this.
+    """
+    return {k: v for k, v in frame_locals.items() if k not in {"self", "__class__"}}

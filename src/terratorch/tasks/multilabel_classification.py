@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from terratorch.tasks.base import TerraTorchTask, _filenames
+from terratorch.models.model import AuxiliaryHead
+from terratorch.tasks.base import TerraTorchTask, _filenames, task_arguments
 
 __all__ = ["MultiLabelClassificationTask"]
 
@@ -21,7 +22,8 @@ class MultiLabelClassificationTask(TerraTorchTask):
     ``Accuracy`` (macro over labels), ``Accuracy_Micro``, ``F1_Score``, ``Precision``, ``Recall``.
     ``predict_step`` returns ``prediction`` ``(B, num_classes)`` 0/1 and ``probabilities``.
 
-    Constructor arguments: see :class:`~terratorch.tasks.base.TerraTorchTask`.
+    Constructor arguments (the reference's order and defaults): see
+    :class:`~terratorch.tasks.base.TerraTorchTask`.
     """
 
     task_type = "multilabel_classification"
@@ -31,6 +33,36 @@ class MultiLabelClassificationTask(TerraTorchTask):
     default_loss = "bce"
     has_classes = True
     pixel_wise = False
+
+    def __init__(
+        self,
+        model_args: dict[str, Any] | None = None,
+        model_factory: str | None = None,
+        model: nn.Module | None = None,
+        loss: str | list[str] | dict[str, float] | nn.Module | None = None,
+        aux_heads: list[AuxiliaryHead] | None = None,
+        aux_loss: dict[str, float] | None = None,
+        class_weights: list[float] | None = None,
+        ignore_index: int | None = -100,
+        custom_loss: bool = False,
+        custom_loss_kwargs: dict[str, Any] | None = None,
+        lr: float = 0.001,
+        optimizer: str | None = None,
+        optimizer_hparams: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_hparams: dict[str, Any] | None = None,
+        freeze_backbone: bool = False,
+        freeze_decoder: bool = False,
+        freeze_head: bool = False,
+        plot_on_val: bool | int = False,
+        class_names: list[str] | None = None,
+        test_dataloaders_names: list[str] | None = None,
+        lr_overrides: dict[str, float] | None = None,
+        path_to_record_metrics: str | None = None,
+        num_classes: int | None = None,
+        tiled_inference_parameters: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(**task_arguments(locals()))
 
     def check_target(self, target: Tensor, stage: str, batch_idx: int, batch: Mapping[str, Any]) -> None:
         """Labels must be ``(B, num_classes)`` with entries 0, 1 or ``ignore_index``."""

@@ -9,6 +9,8 @@
       ``"epoch"`` (default) or ``"step"``: when Lightning calls ``scheduler.step()``.
   ``frequency``
       Step the scheduler every ``frequency`` intervals (default 1).
+  ``monitor``
+      Metric a ``ReduceLROnPlateau`` watches (default: the task's ``val/loss``).
   ``warmup_epochs`` / ``warmup_steps``
       Prepend a linear warm-up of that many epochs / optimizer steps: the learning rate rises from
       ``warmup_start_factor * lr`` to ``lr`` (``LinearLR``), then the main scheduler takes over
@@ -50,7 +52,7 @@ __all__ = [
     "resolve_scheduler_class",
 ]
 
-SCHEDULE_KEYS = ("interval", "frequency", "warmup_epochs", "warmup_steps", "warmup_start_factor")
+SCHEDULE_KEYS = ("interval", "frequency", "monitor", "warmup_epochs", "warmup_steps", "warmup_start_factor")
 """Keys of ``scheduler_hparams`` consumed by the factory rather than passed to the scheduler."""
 
 
@@ -228,12 +230,15 @@ def plan_schedule(
             )
     elif kwargs:
         raise ValueError(f"scheduler_hparams {sorted(kwargs)} were given without a scheduler.")
+    lightning_keys: dict[str, Any] = {"interval": interval, "frequency": int(schedule.get("frequency", 1))}
+    if "monitor" in schedule:
+        lightning_keys["monitor"] = str(schedule["monitor"])
     return SchedulePlan(
         scheduler_class=cls,
         scheduler_kwargs=kwargs,
         warmup=warmup,
         warmup_start_factor=float(schedule.get("warmup_start_factor", 1e-3)),
-        lightning_keys={"interval": interval, "frequency": int(schedule.get("frequency", 1))},
+        lightning_keys=lightning_keys,
     )
 
 
@@ -286,10 +291,10 @@ def check_optimizer_config(
 def optimizer_factory(
     optimizer: str | type,
     lr: float,
-    params: Iterable[Any],
+    params_to_be_optimized: Iterable[Any],
     optimizer_hparams: Mapping[str, Any] | None = None,
     scheduler: str | type | None = None,
-    monitor: str = "val/loss",
+    monitor: str = "val_loss",
     scheduler_hparams: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the optimizer (and scheduler) and return Lightning's ``configure_optimizers`` dict.
@@ -297,10 +302,12 @@ def optimizer_factory(
     Args:
         optimizer: ``torch.optim`` class name, dotted path or class.
         lr: Base learning rate (parameter groups may carry their own ``lr``).
-        params: Parameters or parameter groups.
+        params_to_be_optimized: Parameters or parameter groups.
         optimizer_hparams: Extra optimizer kwargs (``weight_decay``, ``betas``, ...).
         scheduler: ``torch.optim.lr_scheduler`` class name, dotted path or class; ``None`` for none.
-        monitor: Metric a ``ReduceLROnPlateau`` scheduler watches.
+        monitor: Metric a ``ReduceLROnPlateau`` scheduler watches (the reference's default
+            ``"val_loss"``; tasks pass ``"val/loss"``, the name they log). A ``monitor`` key in
+            ``scheduler_hparams`` takes precedence, so reference configs that put it there work.
         scheduler_hparams: Scheduler kwargs plus the schedule keys of this module's docstring.
 
     Returns:
@@ -313,7 +320,7 @@ def optimizer_factory(
     cls = resolve_optimizer_class(optimizer)
     hparams = dict(optimizer_hparams or {})
     _check_kwargs(cls, hparams, "Optimizer", ("params", "lr"))
-    opt = cls(params, lr=lr, **hparams)
+    opt = cls(params_to_be_optimized, lr=lr, **hparams)
     built = build_scheduler(opt, scheduler, scheduler_hparams)
     if built is None:
         return {"optimizer": opt}

@@ -49,6 +49,8 @@ __all__ = [
     "OUTPUT_MODES",
     "PADDING_MODES",
     "TileGrid",
+    "TiledInferenceParameters",
+    "reference_blend_mask",
     "tiled_inference",
     "tiled_inference_geotiff",
 ]
@@ -57,7 +59,6 @@ BLEND_MODES = ("cosine", "none")
 PADDING_MODES = ("reflect", "replicate", "constant")
 OUTPUT_MODES = ("argmax", "probabilities", "raw")
 # Keys older TerraTorch configs put into ``tiled_inference_parameters``; mapped with a warning.
-_LEGACY_KEYS = ("average_patches", "blend_overlaps", "delta")
 _BLOCK = 256  # GeoTIFF tile edge: writes are grouped into whole rows of tiles
 
 
@@ -101,33 +102,6 @@ def _crop_and_stride(
                 f"gaps. Use a stride <= crop (e.g. stride={max(1, c - c // 8)} for crop={c})."
             )
     return crop_h, crop_w, stride_h, stride_w
-
-
-def _pop_legacy_keys(kwargs: dict[str, Any], blend: str) -> str:
-    """Translate upstream ``tiled_inference_parameters`` keys so old configs keep working.
-
-    ``average_patches=False`` / ``blend_overlaps=False`` select ``blend="none"``; ``delta`` (pixels dropped
-    at crop edges upstream) is ignored because the cosine window already down-weights crop edges.
-    """
-    for key in _LEGACY_KEYS:
-        if key not in kwargs:
-            continue
-        value = kwargs.pop(key)
-        if key == "delta":
-            warnings.warn(
-                "tiled_inference: 'delta' is ignored; crop edges are down-weighted by blend='cosine'.",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-        else:
-            warnings.warn(
-                f"tiled_inference: {key!r} is deprecated; use blend='cosine' or blend='none'.",
-                DeprecationWarning,
-                stacklevel=3,
-            )
-            if not value:
-                blend = "none"
-    return blend
 
 
 # ----------------------------------------------------------------------------- crop grid
@@ -378,52 +352,307 @@ def _accumulator_dtype(out: Tensor) -> torch.dtype:
     return torch.float64 if out.dtype == torch.float64 else torch.float32
 
 
+# ----------------------------------------------------------------------------- reference blending
+@dataclass
+class TiledInferenceParameters:
+    """Tiled-inference settings in one object (the reference release's deprecated spelling).
+
+    ``tiled_inference(forward, x, out_channels, params)`` reads every field and ignores the matching
+    keyword arguments, as the reference does. The reference declares its defaults as one-element
+    tuples (a trailing-comma slip); ours are the plain values.
+    """
+
+    h_crop: int = 224
+    h_stride: int = 200
+    w_crop: int = 224
+    w_stride: int = 200
+    delta: int = 4
+    average_patches: bool = True
+    blend_overlaps: bool = True
+    batch_size: int = 16
+    verbose: bool = False
+
+
+def _first(value: Any) -> Any:
+    """Unwrap a one-element tuple (defaults of a reference-built ``TiledInferenceParameters``)."""
+    return value[0] if isinstance(value, tuple) and len(value) == 1 else value
+
+
+def _ramp_axis(crop: int, stride: int, delta: int) -> Tensor:
+    """1-D weights of a reference blend mask: a raised-cosine ramp over the overlap on both ends."""
+    overlap = min(crop // 2, crop - stride) - delta
+    pos = torch.arange(crop - 2 * delta)
+    weights = torch.ones(pos.shape[0], dtype=torch.float32)
+    if overlap:
+        ramp = torch.cos(math.pi * (pos[:overlap] + 1) / (overlap + 1)) / 2 + 0.5
+        weights[:overlap] = ramp.flip(0)
+        weights[-overlap:] = ramp
+    return weights
+
+
+def reference_blend_mask(h_crop: int, h_stride: int, w_crop: int, w_stride: int, delta: int = 0) -> Tensor:
+    """Weights ``(h_crop - 2 delta, w_crop - 2 delta)`` the reference gives each crop's kept area.
+
+    Every weight is at least ``1e-6`` so every pixel covered by a crop ends with positive weight.
+    """
+    mask = _ramp_axis(h_crop, h_stride, delta)[:, None] * _ramp_axis(w_crop, w_stride, delta)[None, :]
+    return mask + 1e-6
+
+
+def _reference_chips(h_img: int, w_img: int, h_crop: int, h_stride: int, w_crop: int, w_stride: int):
+    """Crop corners ``(row, col, interior)`` in the reference's order (it matters without averaging).
+
+    The right column and the bottom row of crops are aligned with the far border; the grid proper
+    starts at 0 and steps by the stride while a full crop plus one pixel still fits.
+    """
+    rows = range(0, h_img - h_crop - 1, h_stride)
+    cols = range(0, w_img - w_crop - 1, w_stride)
+    for row in rows:
+        yield row, w_img - w_crop, False
+    for col in cols:
+        yield h_img - h_crop, col, False
+    yield h_img - h_crop, w_img - w_crop, False
+    for row in rows:
+        for col in cols:
+            yield row, col, row != 0 and col != 0
+
+
+def _reference_tiled(
+    model_forward: Callable[..., Any],
+    input_batch: Tensor,
+    h_crop: int,
+    w_crop: int,
+    h_stride: int,
+    w_stride: int,
+    delta: int,
+    average_patches: bool,
+    blend_overlaps: bool,
+    batch_size: int,
+    verbose: bool,
+    padding: str | bool,
+    device: str | torch.device | None,
+    model_kwargs: dict[str, Any],
+) -> Tensor:
+    """Blend crops exactly as the reference release does for the same parameters.
+
+    The image is padded by ``delta`` on each side (unless ``padding`` is false), ``delta`` pixels are
+    dropped from every crop edge, kept areas are weighted by :func:`reference_blend_mask` and the sum
+    is divided by the summed weights (or the last crop wins when ``average_patches`` is false).
+    """
+    sample = next(iter(input_batch.values())) if isinstance(input_batch, dict) else input_batch
+    if sample.shape[-2] <= h_crop and sample.shape[-1] <= w_crop:
+        with torch.no_grad():
+            return model_forward(input_batch, **model_kwargs)
+    if not isinstance(input_batch, Tensor):
+        raise TypeError("tiled_inference takes a tensor input_batch; concatenate dict modalities first.")
+    if (h_crop - h_stride) // 2 < delta or (w_crop - w_stride) // 2 < delta:
+        delta = min((h_crop - h_stride) // 2, (w_crop - w_stride) // 2)
+        warnings.warn(f"tiled_inference: delta exceeds half the overlap; using delta={delta}.", stacklevel=3)
+    ret_device = device or input_batch.device
+    image = input_batch.cpu()
+    batch = image.shape[0]
+    if padding:
+        pad = (delta, delta, delta, delta, *([0, 0] * (image.ndim - 4)))
+        image = F.pad(image, pad, mode=padding)
+    h_img, w_img = image.shape[-2:]
+    if blend_overlaps:
+        inner_mask = reference_blend_mask(h_crop, h_stride, w_crop, w_stride, delta)
+        border_mask = inner_mask if padding else reference_blend_mask(h_crop, h_stride, w_crop, w_stride)
+    else:
+        inner_mask = torch.ones(h_crop - 2 * delta, w_crop - 2 * delta)
+        border_mask = inner_mask if padding else torch.ones(h_crop, w_crop)
+
+    entries = []  # (b, row, col, trimmed)
+    for row, col, interior in _reference_chips(h_img, w_img, h_crop, h_stride, w_crop, w_stride):
+        trimmed = bool(padding) or interior
+        entries.extend((b, row, col, trimmed) for b in range(batch))
+
+    preds: Tensor | None = None
+    counts: Tensor | None = None
+    calls = range(0, len(entries), batch_size)
+    with torch.no_grad():
+        for start in _progress(calls, total=len(calls), enabled=verbose, unit="batch"):
+            chunk = entries[start : start + batch_size]
+            crops = torch.stack([image[b, ..., r : r + h_crop, c : c + w_crop] for b, r, c, _ in chunk])
+            kwargs = _per_crop_kwargs(model_kwargs, [_Tile(b, r, c) for b, r, c, _ in chunk], batch)
+            out = model_forward(crops.to(ret_device), **kwargs)
+            out = getattr(out, "output", out).cpu()
+            for (b, r, c, trimmed), predicted in zip(chunk, out, strict=True):
+                if preds is None:
+                    channels = 1 if predicted.ndim == 2 else predicted.shape[0]
+                    preds = torch.zeros(batch, channels, h_img, w_img)
+                    counts = torch.zeros(batch, h_img, w_img)
+                if trimmed:
+                    predicted = predicted[..., delta : h_crop - delta, delta : w_crop - delta]
+                    rows, cols = slice(r + delta, r + h_crop - delta), slice(c + delta, c + w_crop - delta)
+                    mask = inner_mask
+                else:
+                    rows, cols = slice(r, r + h_crop), slice(c, c + w_crop)
+                    mask = border_mask
+                if average_patches:
+                    preds[b, :, rows, cols] += predicted * mask
+                else:
+                    preds[b, :, rows, cols] = predicted
+                counts[b, rows, cols] += mask
+    if padding:
+        preds = preds[..., delta:-delta, delta:-delta]
+        counts = counts[..., delta:-delta, delta:-delta]
+    if bool((counts == 0).any()):
+        raise RuntimeError(
+            "tiled_inference: some pixels were covered by no crop; use a stride smaller than the crop "
+            "minus 2*delta."
+        )
+    if average_patches:
+        preds = preds / counts.unsqueeze(1)
+    return preds.to(ret_device)
+
+
 # ----------------------------------------------------------------------------- in memory
 def tiled_inference(
     model_forward: Callable[..., Any],
     input_batch: Tensor,
     out_channels: int | None = None,
+    inference_parameters: TiledInferenceParameters | None = None,
     crop: int = 224,
     stride: int = 192,
+    delta: int = 8,
     h_crop: int | None = None,
     w_crop: int | None = None,
     h_stride: int | None = None,
     w_stride: int | None = None,
+    average_patches: bool = True,
+    blend_overlaps: bool = True,
     batch_size: int = 16,
-    blend: str = "cosine",
-    padding: str = "reflect",
     verbose: bool = False,
+    padding: str | bool = "reflect",
+    device: str | torch.device | None = None,
+    blend: str | None = None,
     **model_kwargs: Any,
 ) -> Tensor:
     """Run a model over overlapping crops of a large image and blend the crop predictions.
+
+    The positional order and keywords are the reference release's, so
+    ``tiled_inference(forward, x, n_classes, TiledInferenceParameters(...))`` works unchanged.
+    ``blend`` picks the algorithm:
+
+    - ``None`` (default) or ``"reference"``: the reference's blending (``delta`` border trim,
+      raised-cosine overlap ramps, ``average_patches``/``blend_overlaps``), matching its numbers for
+      the same parameters. An image no larger than one crop is passed to the model whole.
+    - ``"cosine"`` / ``"none"``: our crop grid (see the module docstring): Hann window or plain
+      average, no border trim, crops never leave the image; the same grid as
+      :func:`tiled_inference_geotiff`, so streamed and in-memory results agree. ``delta``,
+      ``average_patches``, ``blend_overlaps`` and ``device`` do not apply.
 
     Args:
         model_forward: Callable taking a crop batch ``(n, C, [T,] h_crop, w_crop)`` (plus ``model_kwargs``)
             and returning ``(n, out_C, h_crop, w_crop)``, ``(n, h_crop, w_crop)`` or a ``ModelOutput``
             (its ``.output`` is used), e.g. ``lambda x: model(x).output``.
         input_batch: ``(B, C, H, W)`` or ``(B, C, T, H, W)`` on any device; any ``H x W``.
-        out_channels: Expected number of output channels (checked); ``None`` infers it from the first batch.
-        crop, stride: Crop size and step in pixels for both axes; ``stride <= crop``.
+        out_channels: Expected number of output channels (checked by ``cosine``/``none``); otherwise
+            inferred from the first batch.
+        inference_parameters: Deprecated settings object; when given its fields replace ``h_crop``,
+            ``h_stride``, ``w_crop``, ``w_stride``, ``delta``, ``average_patches``,
+            ``blend_overlaps``, ``batch_size`` and ``verbose``.
+        crop, stride: Crop size and step in pixels for both axes.
+        delta: Pixels dropped from each crop edge (reference blending).
         h_crop, w_crop, h_stride, w_stride: Per-axis overrides of ``crop`` / ``stride``.
+        average_patches: Average overlapping crops (else the last crop wins; reference blending).
+        blend_overlaps: Ramp the weights over overlaps (else equal weights; reference blending).
         batch_size: Crops per ``model_forward`` call (crops of all ``B`` images are batched together).
-        blend: ``"cosine"`` (smooth window, see module docstring) or ``"none"`` (plain average).
-        padding: How crops are padded when the image is smaller than the crop:
-            ``"reflect"``, ``"replicate"`` or ``"constant"`` (zeros).
         verbose: Show a progress bar over model calls.
+        padding: Padding mode: reference blending pads the image by ``delta`` (``False``: no
+            padding); ``cosine``/``none`` pad crops of an image smaller than the crop
+            (``"reflect"``, ``"replicate"`` or ``"constant"``).
+        device: Device of the result and of the crops given to the model (reference blending;
+            default: the input's device).
+        blend: ``None``/``"reference"``, ``"cosine"`` or ``"none"`` (see above).
         **model_kwargs: Passed to ``model_forward``; tensors whose first dimension is ``B`` are treated as
-            per-sample and indexed per crop (e.g. ``temporal_coords``). Upstream keys ``average_patches``,
-            ``blend_overlaps`` and ``delta`` are accepted with a deprecation warning.
+            per-sample and indexed per crop (e.g. ``temporal_coords``).
 
     Returns:
-        ``(B, out_C, H, W)`` (or ``(B, H, W)`` when the model returns ``(n, h, w)``) on the input's device,
-        in the model's output dtype. Accumulation runs in float32 (float64 for float64 models).
+        ``(B, out_C, H, W)`` on the input's device (``cosine``/``none`` return ``(B, H, W)`` when the
+        model returns ``(n, h, w)``, in the model's output dtype).
 
     Raises:
         ValueError: Bad crop/stride/batch_size/blend/padding, input rank, or model output shape.
         TypeError: ``model_forward`` returned something other than floating-point pixel-wise predictions.
         Any error of ``model_forward`` (including CUDA out-of-memory) propagates unchanged.
     """
-    blend = _pop_legacy_keys(model_kwargs, blend)
+    if inference_parameters is not None:
+        warnings.warn(
+            "tiled_inference: inference_parameters is deprecated (as in the reference); pass its fields "
+            "as keyword arguments. Its fields replace the matching keywords.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        h_crop, h_stride = _first(inference_parameters.h_crop), _first(inference_parameters.h_stride)
+        w_crop, w_stride = _first(inference_parameters.w_crop), _first(inference_parameters.w_stride)
+        delta = _first(inference_parameters.delta)
+        average_patches = _first(inference_parameters.average_patches)
+        blend_overlaps = _first(inference_parameters.blend_overlaps)
+        batch_size = _first(inference_parameters.batch_size)
+        verbose = _first(inference_parameters.verbose)
+    if blend is None or blend == "reference":
+        crop_h, crop_w, stride_h, stride_w = _crop_and_stride(
+            crop, stride, h_crop, w_crop, h_stride, w_stride
+        )
+        if isinstance(delta, bool) or not isinstance(delta, int) or delta < 0:
+            raise ValueError(f"delta must be a non-negative integer, got {delta!r}.")
+        if padding and delta == 0:
+            raise ValueError("tiled_inference: padding needs delta >= 1 (or padding=False).")
+        if padding and padding not in PADDING_MODES:
+            _choice(padding, PADDING_MODES, "padding")
+        return _reference_tiled(
+            model_forward,
+            input_batch,
+            crop_h,
+            crop_w,
+            stride_h,
+            stride_w,
+            delta,
+            bool(average_patches),
+            bool(blend_overlaps),
+            _positive_int(batch_size, "batch_size"),
+            verbose,
+            padding,
+            device,
+            model_kwargs,
+        )
+    return _grid_tiled(
+        model_forward,
+        input_batch,
+        out_channels=out_channels,
+        crop=crop,
+        stride=stride,
+        h_crop=h_crop,
+        w_crop=w_crop,
+        h_stride=h_stride,
+        w_stride=w_stride,
+        batch_size=batch_size,
+        blend=blend,
+        padding=padding if isinstance(padding, str) else "reflect",
+        verbose=verbose,
+        **model_kwargs,
+    )
+
+
+def _grid_tiled(
+    model_forward: Callable[..., Any],
+    input_batch: Tensor,
+    out_channels: int | None,
+    crop: int,
+    stride: int,
+    h_crop: int | None,
+    w_crop: int | None,
+    h_stride: int | None,
+    w_stride: int | None,
+    batch_size: int,
+    blend: str,
+    padding: str,
+    verbose: bool,
+    **model_kwargs: Any,
+) -> Tensor:
+    """Our crop grid with ``blend`` ``cosine`` or ``none`` (see :func:`tiled_inference`)."""
     crop_h, crop_w, stride_h, stride_w = _crop_and_stride(crop, stride, h_crop, w_crop, h_stride, w_stride)
     batch_size = _positive_int(batch_size, "batch_size")
     blend = _choice(blend, BLEND_MODES, "blend")

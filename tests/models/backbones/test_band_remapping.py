@@ -74,7 +74,7 @@ def test_prithvi_checkpoint_onto_other_bands(tmp_path):
     torch.save(source.state_dict(), tmp_path / "six.pt")
     bands = ["NIR_NARROW", HLSBands.RED, "THERMAL", "blue"]
     with pytest.warns(UserWarning, match=r"Bands \['THERMAL'\] are not in"):
-        target = tiny(bands=bands, ckpt_path=tmp_path / "six.pt")
+        target = tiny(bands=bands, pretrained=True, ckpt_path=tmp_path / "six.pt")
     old, new = source.patch_embed.proj.weight, target.patch_embed.proj.weight
     assert new.shape[1] == 4
     for j, i in [(0, 3), (1, 2), (3, 0)]:
@@ -87,17 +87,19 @@ def test_prithvi_checkpoint_onto_other_bands(tmp_path):
 def test_prithvi_checkpoint_with_its_own_band_list(tmp_path):
     source = tiny(bands=["VV", "VH"])
     torch.save(source.state_dict(), tmp_path / "sar.pt")
-    target = tiny(bands=["VH"], ckpt_path=tmp_path / "sar.pt", pretrained_bands=["VV", "VH"])
+    target = tiny(bands=["VH"], pretrained=True, ckpt_path=tmp_path / "sar.pt", pretrained_bands=["VV", "VH"])
     assert torch.equal(target.patch_embed.proj.weight[:, 0], source.patch_embed.proj.weight[:, 1])
-    with pytest.raises(BandMismatchError, match=r"None of the model bands \['VH'\].*\['BLUE'"):
-        tiny(bands=["VH"], ckpt_path=tmp_path / "sar.pt", pretrained_bands=HLS6[:2])
+    # as in 1.2, a band list that matches nothing starts the patch embedding from scratch (with a warning)
+    with pytest.warns(UserWarning, match=r"None of the model bands \['VH'\].*\['BLUE'.*starts from scratch"):
+        fresh = tiny(bands=["VH"], pretrained=True, ckpt_path=tmp_path / "sar.pt", pretrained_bands=HLS6[:2])
+    assert torch.equal(fresh.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
 
 
 def test_prithvi_patch_size_mismatch_warns_and_loads_the_rest(tmp_path):
     source = tiny()
     torch.save(source.state_dict(), tmp_path / "p16.pt")
     with pytest.warns(UserWarning, match=r"'patch_embed\.proj\.weight'.*another patch/tubelet size"):
-        target = tiny(patch_size=8, ckpt_path=tmp_path / "p16.pt")
+        target = tiny(patch_size=8, pretrained=True, ckpt_path=tmp_path / "p16.pt")
     assert torch.equal(target.blocks[0].mlp.fc2.weight, source.blocks[0].mlp.fc2.weight)
 
 
@@ -105,11 +107,12 @@ def test_select_patch_embed_weights_public_helper():
     source, target = tiny(), tiny(bands=["SWIR_2", "GREEN"])
     state = {f"encoder.{k}": v for k, v in source.state_dict().items()}
     result = select_patch_embed_weights(state, target, HLS6, ["SWIR_2", "GREEN"])
-    weight = result["encoder.patch_embed.proj.weight"]
+    assert "encoder.cls_token" in state and "cls_token" in result  # the prefix is stripped, input untouched
+    weight = result["patch_embed.proj.weight"]
     assert torch.equal(weight[:, 0], source.patch_embed.proj.weight[:, 5])
     assert torch.equal(weight[:, 1], source.patch_embed.proj.weight[:, 1])
     assert state["encoder.patch_embed.proj.weight"].shape[1] == 6  # caller's dict untouched
-    with pytest.raises(KeyError, match=r"'stem\.weight' not found in the model"):
+    with pytest.raises(KeyError, match=r"Could not find the patch-embedding weight"):
         select_patch_embed_weights(state, target, HLS6, ["GREEN"], proj_key="stem.weight")
 
 
@@ -120,7 +123,9 @@ def test_timm_cnn_rgb_checkpoint_onto_six_bands(tmp_path):
     rgb = timm.create_model("resnet18", num_classes=0)
     torch.save(rgb.state_dict(), tmp_path / "rgb.pth")
     with pytest.warns(UserWarning, match=r"Bands \['NIR_NARROW', 'SWIR_1', 'SWIR_2'\] are not in"):
-        backbone = BACKBONE_REGISTRY.build("timm_resnet18", bands=HLS6, ckpt_path=tmp_path / "rgb.pth")
+        backbone = BACKBONE_REGISTRY.build(
+            "timm_resnet18", bands=HLS6, pretrained=True, ckpt_path=tmp_path / "rgb.pth"
+        )
     conv = backbone.model.conv1.weight
     assert conv.shape[1] == 6
     for j, i in [(0, 2), (1, 1), (2, 0)]:  # RGB checkpoint order assumed: RED, GREEN, BLUE
@@ -154,10 +159,31 @@ def test_timm_feature_extractor_with_flattened_module_names(tmp_path):
     torch.save(rgb.state_dict(), tmp_path / "convnext.pth")
     with pytest.warns(UserWarning, match=r"Bands \['NIR_NARROW'\] are not in"):
         backbone = BACKBONE_REGISTRY.build(
-            "timm_convnext_atto", bands=["NIR_NARROW", "RED"], ckpt_path=tmp_path / "convnext.pth"
+            "timm_convnext_atto",
+            bands=["NIR_NARROW", "RED"],
+            pretrained=True,
+            ckpt_path=tmp_path / "convnext.pth",
         )
     stem = backbone.model.stem_0.weight
     assert torch.equal(stem[:, 1], rgb.stem[0].weight[:, 0])
     assert torch.equal(
         backbone.model.stages_3.blocks[0].conv_dw.weight, rgb.stages[3].blocks[0].conv_dw.weight
     )
+
+
+def test_select_patch_embed_weights_full_model_keeps_distinct_prefixes():
+    source, target = tiny(), tiny(bands=["RED"])
+    state = {
+        **{f"encoder.{k}": v for k, v in source.state_dict().items()},
+        "decoder.mask_token": torch.zeros(1),
+    }
+    result = select_patch_embed_weights({"state_dict": state}, target, HLS6, ["RED"], encoder_only=False)
+    assert set(result) == set(state)
+    assert torch.equal(result["encoder.patch_embed.proj.weight"][:, 0], source.patch_embed.proj.weight[:, 2])
+
+
+def test_select_patch_embed_weights_needs_the_weight():
+    from terratorch.models.backbones.select_patch_embed_weights import MissingPatchEmbedError
+
+    with pytest.raises(MissingPatchEmbedError, match="another architecture"):
+        select_patch_embed_weights({"weight": torch.zeros(1)}, tiny(), HLS6, HLS6)

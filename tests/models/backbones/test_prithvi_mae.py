@@ -28,10 +28,16 @@ def test_every_variant_has_a_mae(variant):
     with torch.device("meta"):
         model = FULL_MODEL_REGISTRY.build(f"{variant}_mae", num_frames=2)
         loss, pred, mask = model(torch.empty(1, 6, 2, 224, 224))
-    tokens = 2 * (224 // arch["patch_size"]) ** 2
     assert isinstance(model, PrithviMAE)
-    assert loss.shape == () and mask.shape == (1, tokens)
-    assert pred.shape == (1, tokens, arch["patch_size"] ** 2 * 6)
+    assert sorted(loss) == ["loss"] and loss["loss"].shape == ()
+    assert pred.shape == (1, 6, 2, 224, 224) and mask.shape == (1, 2, 224, 224)
+    assert "decoder.decoder_pos_embed" in model.state_dict() and "encoder.pos_embed" in model.state_dict()
+    assert model.decoder.decoder_pred.out_features == arch["patch_size"] ** 2 * 6
+
+
+def test_encoder_only_is_refused():
+    with pytest.raises(ValueError, match="use 'prithvi_eo_tiny' for encoder only"):
+        tiny_mae(encoder_only=True)
 
 
 def test_forward_masks_the_requested_share_and_trains():
@@ -39,9 +45,9 @@ def test_forward_masks_the_requested_share_and_trains():
     model = tiny_mae(mask_ratio=0.75)
     x = torch.randn(3, 6, 32, 32)
     loss, pred, mask = model(x)
-    assert pred.shape == (3, 4, 16 * 16 * 6)
-    assert mask.sum(dim=1).tolist() == [3.0, 3.0, 3.0]
-    loss.backward()
+    assert pred.shape == (3, 6, 32, 32) and mask.shape == (3, 32, 32)
+    assert mask.sum(dim=(1, 2)).tolist() == [3.0 * 256] * 3  # 3 of 4 patches
+    loss["loss"].backward()
     assert model.encoder.patch_embed.proj.weight.grad is not None
     assert model.decoder.decoder_pred.weight.grad is not None
 
@@ -51,9 +57,10 @@ def test_loss_is_mse_over_masked_tubelets_only():
     model = tiny_mae(num_frames=2)
     x = torch.randn(2, 6, 2, 32, 32)
     loss, pred, mask = model(x, mask_ratio=0.5)
-    target = model.patchify(x)
-    per_token = ((pred - target) ** 2).mean(dim=-1)
-    torch.testing.assert_close(loss, per_token[mask.bool()].mean())
+    target, patches = model.patchify(x), model.patchify(pred)
+    per_token = ((patches - target) ** 2).mean(dim=-1)
+    token_mask = model.patchify(mask.unsqueeze(1))[..., 0]
+    torch.testing.assert_close(loss["loss"], per_token[token_mask.bool()].mean())
 
 
 def test_patchify_layout_and_inverse():
@@ -63,7 +70,7 @@ def test_patchify_layout_and_inverse():
     assert patches.shape == (1, 2 * 2 * 2, 16 * 16 * 6)
     # token (t=1, row=0, col=1), pixel (y=3, x=5), band 4
     assert patches[0, 1 * 4 + 0 * 2 + 1, (3 * 16 + 5) * 6 + 4] == x[0, 4, 1, 3, 16 + 5]
-    assert torch.equal(model.unpatchify(patches, (2, 2, 2)), x)
+    assert torch.equal(model.unpatchify(patches, (32, 32)), x)
 
 
 def test_coordinates_change_the_reconstruction():
@@ -88,28 +95,45 @@ def test_full_checkpoint_round_trip_and_encoder_reuse(tmp_path):
     torch.manual_seed(2)
     source = tiny_mae()
     torch.save(source.state_dict(), tmp_path / "mae.pt")
-    copy = tiny_mae(ckpt_path=tmp_path / "mae.pt")
+    copy = tiny_mae(pretrained=True, ckpt_path=tmp_path / "mae.pt")
     for key, value in source.state_dict().items():
         assert torch.equal(copy.state_dict()[key], value), key
-    backbone = BACKBONE_REGISTRY.build("prithvi_eo_tiny", img_size=32, depth=2, ckpt_path=tmp_path / "mae.pt")
+    backbone = BACKBONE_REGISTRY.build(
+        "prithvi_eo_tiny", img_size=32, depth=2, pretrained=True, ckpt_path=tmp_path / "mae.pt"
+    )
     for key, value in source.encoder.state_dict().items():
         assert torch.equal(backbone.state_dict()[key], value), key
+
+
+def test_flat_v1_checkpoint_loads_into_the_mae(tmp_path):
+    torch.manual_seed(2)
+    source = tiny_mae()
+    flat = {k.split(".", 1)[1]: v for k, v in source.state_dict().items()}
+    assert "mask_token" in flat and "decoder_pred.weight" in flat and "blocks.0.attn.qkv.weight" in flat
+    torch.save(flat, tmp_path / "v1.pt")
+    copy = tiny_mae(pretrained=True, ckpt_path=tmp_path / "v1.pt")
+    for key, value in source.state_dict().items():
+        assert torch.equal(copy.state_dict()[key], value), key
 
 
 def test_band_remapping_at_both_ends(tmp_path):
     source = tiny_mae()
     torch.save(source.state_dict(), tmp_path / "mae.pt")
-    target = tiny_mae(bands=["SWIR_2", "BLUE"], ckpt_path=tmp_path / "mae.pt")
-    assert torch.equal(
-        target.encoder.patch_embed.proj.weight[:, 0], source.encoder.patch_embed.proj.weight[:, 5]
-    )
+    with pytest.warns(UserWarning):
+        target = tiny_mae(
+            bands=["SWIR_2", "BLUE", "COASTAL_AEROSOL"], pretrained=True, ckpt_path=tmp_path / "mae.pt"
+        )
+    weight = target.encoder.patch_embed.proj.weight
+    assert torch.equal(weight[:, 0], source.encoder.patch_embed.proj.weight[:, 5])
+    assert torch.equal(weight[:, 1], source.encoder.patch_embed.proj.weight[:, 0])
     old = source.decoder.decoder_pred.weight.reshape(256, 6, -1)
-    new = target.decoder.decoder_pred.weight.reshape(256, 2, -1)
+    new = target.decoder.decoder_pred.weight.reshape(256, 3, -1)
     assert torch.equal(new[:, 0], old[:, 5]) and torch.equal(new[:, 1], old[:, 0])
     old_bias = source.decoder.decoder_pred.bias.reshape(256, 6)
-    assert torch.equal(target.decoder.decoder_pred.bias.reshape(256, 2)[:, 1], old_bias[:, 0])
+    assert torch.equal(target.decoder.decoder_pred.bias.reshape(256, 3)[:, 1], old_bias[:, 0])
 
 
-def test_mask_ratio_must_leave_tokens():
-    with pytest.raises(ValueError, match=r"mask_ratio must leave at least one of 4 tokens, got 1.0"):
-        tiny_mae()(torch.randn(1, 6, 32, 32), mask_ratio=1.0)
+def test_zero_mask_ratio_is_honoured():
+    model = tiny_mae().eval()
+    _, _, mask = model(torch.randn(1, 6, 32, 32), mask_ratio=0.0)
+    assert mask.sum() == 0

@@ -1,4 +1,4 @@
-"""Prithvi EO ViT backbones: registry, shapes of every variant, 3-D inputs, coordinates, bad input."""
+"""Prithvi EO ViT backbones: registry, shapes of every variant, inputs, coordinates, options."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import sys
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from terratorch.models.backbones.pos_embed import sincos_1d, sincos_3d, split_3d_dims
-from terratorch.models.backbones.prithvi_vit import PRETRAINED_BANDS, PrithviViT
-from terratorch.models.backbones.vit_layers import Attention
+from terratorch.models.backbones.pos_embed import resize_pos_embed, sincos_1d, sincos_3d, split_3d_dims
+from terratorch.models.backbones.prithvi_vit import PRETRAINED_BANDS, PrithviViT, prithvi_cfgs
 from terratorch.registry import BACKBONE_REGISTRY, TERRATORCH_BACKBONE_REGISTRY
 from terratorch.registry.manifest import PRITHVI_VARIANTS
 
@@ -44,6 +42,7 @@ def test_api_names_are_registered_and_listed_without_building():
     for name in API_NAMES:
         assert name in TERRATORCH_BACKBONE_REGISTRY
         assert f"terratorch_{name}" in BACKBONE_REGISTRY
+    assert "prithvi_eo_v2_100" not in TERRATORCH_BACKBONE_REGISTRY  # a config only, as in 1.2
     meta = TERRATORCH_BACKBONE_REGISTRY.metadata("prithvi_eo_v2_600")
     assert meta["patch_size"] == 14 and meta["embed_dim"] == 1280 and meta["bands"] == PRETRAINED_BANDS
 
@@ -71,22 +70,40 @@ def test_every_variant_builds_with_published_shapes(name):
     assert all(f.shape == (2, 1 + grid * grid, arch["embed_dim"]) for f in features)
     maps = model.prepare_features_for_image_model(features)
     assert maps[-1].shape == (2, model.out_channels[-1], grid, grid)
-    assert model.patch_size == arch["patch_size"]
+    assert model.patch_embed.patch_size == (1, arch["patch_size"], arch["patch_size"])
     assert model.temporal_encoding == ("time" in arch.get("coords_encoding", []))
+    assert model.pos_embed.shape == (1, 1 + grid * grid, arch["embed_dim"])
+    assert "pos_embed" in model.state_dict()
     millions = sum(p.numel() for p in model.parameters()) / 1e6
     low, high = PUBLISHED_MILLIONS.get(name, (0, float("inf")))
     assert low <= millions <= high
+
+
+def test_layer_norms_use_the_published_eps():
+    model = tiny()
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(m.eps == 1e-5 for m in norms)
 
 
 def test_forward_returns_selected_block_tokens_and_last_is_normed():
     model = tiny(out_indices=[0, -1]).eval()
     x = torch.randn(2, 6, 32, 32)
     first, last = model(x)
-    assert model.out_channels == [256, 256]
-    tokens = torch.cat([(model.cls_token + model.pos_embed[:, :1]).expand(2, -1, -1), model.embed(x)[0]], 1)
+    assert model.out_indices == [0, -1]
+    assert model.out_channels == [256, 256]  # one entry per block, as in 1.2
+    pos = model.pos_embed
+    patches = model.patch_embed(x.unsqueeze(2)) + pos[:, 1:]
+    tokens = torch.cat([(model.cls_token + pos[:, :1]).expand(2, -1, -1), patches], 1)
     after_first = model.blocks[0](tokens)
     torch.testing.assert_close(first, after_first)
     torch.testing.assert_close(last, model.norm(model.blocks[1](after_first)))
+
+
+def test_class_forward_without_out_indices_is_the_masked_pass():
+    model = PrithviViT(img_size=32, in_chans=6, embed_dim=64, depth=1, num_heads=2).eval()
+    latent, mask, ids_restore = model(torch.randn(2, 6, 32, 32), mask_ratio=0.5)
+    assert latent.shape == (2, 1 + 2, 64) and mask.shape == ids_restore.shape == (2, 4)
+    assert mask.sum().item() == 4
 
 
 def test_four_d_and_single_frame_five_d_inputs_agree():
@@ -103,17 +120,23 @@ def test_multi_frame_input_and_token_to_map_layout():
     assert model.out_channels[-1] == 256 * 3
     (image,) = model.prepare_features_for_image_model([tokens])
     assert image.shape == (2, 256 * 3, 2, 3)
-    for e, t, i, j in [(0, 0, 0, 0), (5, 2, 1, 2), (255, 1, 0, 1)]:
-        assert image[1, e * 3 + t, i, j] == tokens[1, 1 + t * 6 + i * 3 + j, e]
+    for e, t, i, j in [(0, 0, 0, 0), (5, 2, 1, 2), (255, 1, 0, 1)]:  # channels frame-major: t * E + e
+        assert image[1, t * 256 + e, i, j] == tokens[1, 1 + t * 6 + i * 3 + j, e]
 
 
-def test_other_input_sizes_use_recomputed_position_tables():
+def test_other_input_sizes_resize_the_stored_position_table():
     model = tiny().eval()
-    x = torch.randn(1, 6, 64, 32)
-    tokens, _, grid = model.embed(x)
-    assert grid == (1, 4, 2)
-    patches, _ = model.patch_embed(x.unsqueeze(2))
-    torch.testing.assert_close(tokens, patches + sincos_3d(256, (1, 4, 2))[:, 1:])
+    table = model.interpolate_pos_encoding((1, 64, 32))
+    expected = torch.nn.functional.interpolate(
+        model.pos_embed[:, 1:].reshape(1, 2, 2, 256).permute(0, 3, 1, 2),
+        size=(4, 2),
+        mode="bicubic",
+        align_corners=True,
+    )
+    torch.testing.assert_close(table[:, 1:], expected.permute(0, 2, 3, 1).reshape(1, 8, 256))
+    # another frame count recomputes the sin-cos table
+    torch.testing.assert_close(model.interpolate_pos_encoding((3, 32, 32)), sincos_3d(256, (3, 2, 2)))
+    assert resize_pos_embed(model.pos_embed, (1, 2, 2), (1, 2, 2)) is model.pos_embed
 
 
 def test_sincos_3d_table_layout():
@@ -127,16 +150,6 @@ def test_sincos_3d_table_layout():
     torch.testing.assert_close(row[:w_dim], sincos_1d(w_dim, torch.tensor([j])).float()[0])
     torch.testing.assert_close(row[w_dim : w_dim + h_dim], sincos_1d(h_dim, torch.tensor([i])).float()[0])
     torch.testing.assert_close(row[w_dim + h_dim :], sincos_1d(t_dim, torch.tensor([t])).float()[0])
-
-
-def test_attention_matches_explicit_softmax_attention():
-    torch.manual_seed(0)
-    attn = Attention(32, num_heads=4)
-    x = torch.randn(2, 5, 32)
-    q, k, v = attn.qkv(x).reshape(2, 5, 3, 4, 8).permute(2, 0, 3, 1, 4)
-    weights = F.softmax(q @ k.transpose(-1, -2) / 8**0.5, dim=-1)
-    expected = attn.proj((weights @ v).transpose(1, 2).reshape(2, 5, 32))
-    torch.testing.assert_close(attn(x), expected)
 
 
 def test_temporal_and_location_coordinates_change_the_output():
@@ -156,16 +169,40 @@ def test_temporal_and_location_coordinates_change_the_output():
     assert not hasattr(no_coords, "temporal_embed_enc")
 
 
-def test_freeze_stops_all_gradients():
+def test_freeze_stops_all_gradients_but_prompts():
     model = tiny()
     model.freeze()
     assert not any(p.requires_grad for p in model.parameters())
+    prompted = tiny(vpt=True, vpt_n_tokens=3)
+    prompted.freeze()
+    trainable = [n for n, p in prompted.named_parameters() if p.requires_grad]
+    assert trainable and all("vpt_prompt_embeddings" in n for n in trainable)
+    assert prompted(torch.randn(1, 6, 32, 32))[-1].shape == (1, 5, 256)
 
 
 def test_bands_set_input_channels():
     model = tiny(bands=["RED", "GREEN", "BLUE"])
-    assert model.in_chans == 3 and model.bands == ["RED", "GREEN", "BLUE"]
+    assert model.in_chans == 3 and model.model_bands == ["RED", "GREEN", "BLUE"]
+    assert model.pretrained_bands == PRETRAINED_BANDS
     assert model(torch.randn(1, 3, 32, 32))[-1].shape == (1, 5, 256)
+    assert tiny(bands=[(0, 3)]).in_chans == 4  # inclusive band intervals
+
+
+def test_config_options_of_the_reference_are_accepted():
+    model = tiny(drop_path=0.1, pretrain_img_size=32, ckpt_path=None, encoder_only=True)
+    assert model.blocks[0].drop_path1.drop_prob == 0.1
+    with pytest.raises(ValueError, match="pretrained_cfg_overlay was removed"):
+        tiny(pretrained_cfg_overlay={"file": "x.pt"})
+    with pytest.raises(NotImplementedError, match="vit_adapter"):
+        tiny(vit_adapter=True)
+
+
+def test_configs_match_the_published_variants():
+    for name in API_NAMES:
+        cfg, arch = prithvi_cfgs[name], PRITHVI_VARIANTS[name]
+        assert cfg["embed_dim"] == arch["embed_dim"] and cfg["depth"] == arch["depth"]
+        assert cfg["patch_size"][1] == arch["patch_size"]
+        assert cfg["coords_encoding"] == arch.get("coords_encoding", [])
 
 
 def test_works_in_encoder_decoder_factory_with_vit_necks():
@@ -177,6 +214,8 @@ def test_works_in_encoder_decoder_factory_with_vit_necks():
         decoder="UperNetDecoder",
         backbone_img_size=32,
         backbone_bands=PRETRAINED_BANDS,
+        backbone_drop_path=0.1,
+        backbone_pretrain_img_size=32,
         necks=[
             {"name": "SelectIndices", "indices": [0, 1, 2, 3]},
             {"name": "ReshapeTokensToImage"},
@@ -221,27 +260,24 @@ def test_typical_prithvi_model_factory_config_passes_coordinates():
 
 
 # ---- bad input -----------------------------------------------------------------------------
-def test_num_frames_inconsistent_with_input():
-    with pytest.raises(ValueError, match=r"built with num_frames=2"):
+def test_four_d_input_needs_one_frame():
+    with pytest.raises(ValueError, match=r"\(B, C, T, H, W\) input \(or \(B, C, H, W\) with num_frames=1\)"):
         tiny(num_frames=2)(torch.randn(1, 6, 32, 32))
-    with pytest.raises(ValueError, match=r"has 3 frames .* num_frames=1"):
-        tiny()(torch.randn(1, 6, 3, 32, 32))
 
 
 def test_image_smaller_than_one_patch():
-    with pytest.raises(ValueError, match=r"8x8 is smaller than one 16x16 patch"):
-        tiny()(torch.randn(1, 6, 8, 8))
-    with pytest.raises(ValueError, match=r"img_size/num_frames: image size 8x8 is smaller"):
+    with pytest.raises(ValueError, match=r"larger than the nominal input"):
         PrithviViT(img_size=8, embed_dim=32, depth=1, num_heads=2)
 
 
-def test_input_not_a_multiple_of_the_patch():
-    with pytest.raises(ValueError, match=r"33x32 is not a multiple of the patch size 16; pad"):
-        tiny()(torch.randn(1, 6, 33, 32))
+def test_input_not_a_multiple_of_the_patch_warns_and_drops_the_border():
+    with pytest.warns(UserWarning, match=r"not divisible by the patch size"):
+        out = tiny()(torch.randn(1, 6, 33, 32))
+    assert out[-1].shape == (1, 5, 256)
 
 
-def test_wrong_channel_count_names_the_bands():
-    with pytest.raises(ValueError, match=r"4 channels but the model expects 6 \(bands \['BLUE'"):
+def test_wrong_channel_count():
+    with pytest.raises(ValueError, match=r"4 channels, the model expects in_chans=6"):
         tiny()(torch.randn(1, 4, 32, 32))
 
 
@@ -250,13 +286,5 @@ def test_bad_constructor_arguments():
         tiny(coords_encoding=["date"])
     with pytest.raises(ValueError, match=r"out_indices \[7\] out of range for depth 2"):
         tiny(out_indices=[7])
-    with pytest.raises(ValueError, match=r"in_chans=4 but 6 bands"):
-        tiny(in_chans=4, bands=PRETRAINED_BANDS)
-
-
-def test_bad_coordinate_shapes():
-    model = BACKBONE_REGISTRY.build("prithvi_eo_v2_tiny_tl", img_size=32, depth=1)
-    with pytest.raises(ValueError, match=r"temporal_coords must be \(B, T, 2\)"):
-        model(torch.randn(2, 6, 32, 32), temporal_coords=torch.zeros(2, 2))
-    with pytest.raises(ValueError, match=r"location_coords must be \(B, 2\)"):
-        model(torch.randn(2, 6, 32, 32), location_coords=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="cannot be given for an MAE model"):
+        BACKBONE_REGISTRY.build("prithvi_eo_tiny", out_indices=[0], encoder_only=False)

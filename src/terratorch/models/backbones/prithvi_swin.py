@@ -138,22 +138,32 @@ def _create_prithvi_swin(
 
 @register_model
 def prithvi_swin_B(  # noqa: N802 (published model name)
-    pretrained: bool = False, **kwargs: Any
+    pretrained: bool = False,
+    pretrained_bands: Sequence[object] | None = None,
+    bands: Sequence[object] | None = None,
+    **kwargs: Any,
 ) -> PrithviSwin | PrithviSwinFeatures:
     """Prithvi Swin-B (embed 128, depths 2-2-18-2) for the six HLS bands.
 
     Takes timm's kwargs plus ``bands``, ``pretrained_bands``, ``ckpt_path``, ``allow_partial`` and
     ``weights_only`` (see :mod:`terratorch.models.weights`).
     """
-    return _create_prithvi_swin("prithvi_swin_B", pretrained, **kwargs)
+    return _create_prithvi_swin(
+        "prithvi_swin_B", pretrained, bands=bands, pretrained_bands=pretrained_bands, **kwargs
+    )
 
 
 @register_model
 def prithvi_swin_L(  # noqa: N802 (published model name)
-    pretrained: bool = False, **kwargs: Any
+    pretrained: bool = False,
+    pretrained_bands: Sequence[object] | None = None,
+    bands: Sequence[object] | None = None,
+    **kwargs: Any,
 ) -> PrithviSwin | PrithviSwinFeatures:
     """Prithvi Swin-L (embed 192, depths 2-2-18-2); kwargs as :func:`prithvi_swin_B`."""
-    return _create_prithvi_swin("prithvi_swin_L", pretrained, **kwargs)
+    return _create_prithvi_swin(
+        "prithvi_swin_L", pretrained, bands=bands, pretrained_bands=pretrained_bands, **kwargs
+    )
 
 
 # create_timm_model passes our weight kwargs through to entrypoints that handle them themselves.

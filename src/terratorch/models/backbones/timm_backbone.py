@@ -7,9 +7,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+__all__ = ["TimmBackbone", "TimmBackboneWrapper"]
+
 
 class TimmBackbone(nn.Module):
     """A timm feature extractor with ``out_channels`` and NCHW outputs.
+
+    The timm model's child modules are adopted as this module's own children (the timm module itself
+    is kept unregistered), so parameter keys read ``encoder.conv1.weight`` rather than
+    ``encoder.model.conv1.weight``: the layout of the reference release's ``TimmBackboneWrapper``.
 
     Args:
         model: A model created with ``timm.create_model(..., features_only=True)``.
@@ -17,26 +23,59 @@ class TimmBackbone(nn.Module):
     Attributes:
         out_channels: Channels of each returned feature map (``feature_info.channels()``).
         feature_info: timm's ``FeatureInfo`` of the wrapped model.
-        patch_size: The side length input sizes should be a multiple of (the ViT patch size or,
-            for CNNs, the largest feature reduction).
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.model = model
+        self._modules.update(model._modules)
+        object.__setattr__(self, "_timm", model)  # not a registered child: no duplicate state_dict keys
         self.feature_info = model.feature_info
-        self.out_channels: list[int] = list(self.feature_info.channels())
+        self._out_channels: list[int] = list(self.feature_info.channels())
         self.output_fmt = _output_format(model)
-        self.patch_size = _input_multiple(model, self.feature_info)
+        if hasattr(model, "freeze"):
+            self.freeze = model.freeze
+
+    @property
+    def timm_module(self) -> nn.Module:
+        """The wrapped timm module (shares every submodule with this wrapper)."""
+        return self._timm
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "model":  # this package's earlier attribute for the wrapped timm module
+                return self.__dict__["_timm"]
+            raise
+
+    @property
+    def out_channels(self) -> list[int]:
+        """Channels of each returned feature map."""
+        return self._out_channels
+
+    @property
+    def input_multiple(self) -> int:
+        """The ViT patch size or, for CNNs, the largest feature reduction."""
+        return _input_multiple(self._timm, self.feature_info)
+
+    def train(self, mode: bool = True) -> TimmBackbone:
+        """Set train/eval mode here and on the wrapped timm module."""
+        super().train(mode)
+        self._timm.training = mode
+        return self
 
     def forward(self, x: Tensor, **kwargs: Any) -> list[Tensor]:
         """Return the list of feature maps, each ``(B, C_i, H_i, W_i)``."""
-        features = self.model(x)
+        features = self._timm(x)
         if isinstance(features, torch.Tensor):
             features = [features]
         if self.output_fmt == "NHWC":
             features = [f.permute(0, 3, 1, 2).contiguous() for f in features]
         return list(features)
+
+
+TimmBackboneWrapper = TimmBackbone
+"""The reference release's name of :class:`TimmBackbone`."""
 
 
 def _output_format(model: nn.Module) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from terratorch._lazy import lazy_exports
 
@@ -23,13 +23,18 @@ _LAZY: dict[str, str] = {
     "UNetDecoder": "terratorch.models.decoders.unet_decoder",
     "LinearDecoder": "terratorch.models.decoders.linear_decoder",
     "MLPDecoder": "terratorch.models.decoders.mlp_decoder",
+    "ASPPModule": "terratorch.models.decoders.aspp_head",
+    "ASPPHead": "terratorch.models.decoders.aspp_head",
     "ASPPSegmentationHead": "terratorch.models.decoders.aspp_head",
     "ASPPRegressionHead": "terratorch.models.decoders.aspp_head",
+    "ConvModule": "terratorch.models.decoders.utils",
+    "SatMAEHead": "terratorch.models.decoders.satmae_head",
+    "SatMAEHeadViT": "terratorch.models.decoders.satmae_head",
     "build_smp_decoder": "terratorch.models.decoders.smp_decoders",
-    "SMPDecoderAdapter": "terratorch.models.decoders.smp_decoders",
+    "SMPDecoderWrapper": "terratorch.models.decoders.smp_decoders",
 }
 
-__all__ = ["check_feature_channels", "check_index", "conv_norm_relu", *sorted(_LAZY)]
+__all__ = ["check_feature_channels", "check_index", *sorted(_LAZY)]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
@@ -81,22 +86,3 @@ def check_index(owner: str, index: int, channel_list: Sequence[int], argument: s
             f"{list(channel_list)}); valid values are {-count}..{count - 1}."
         )
     return index % count
-
-
-def conv_norm_relu(
-    in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1, norm: bool = True
-) -> nn.Sequential:
-    """``Conv2d`` (same padding, no bias when normalised) + optional ``BatchNorm2d`` + ``ReLU``.
-
-    ``norm=False`` is for maps that may be 1x1 (pooling branches), where BatchNorm fails in training
-    with batch size 1.
-    """
-    padding = dilation * (kernel_size // 2)
-    conv = nn.Conv2d(
-        in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=not norm
-    )
-    layers: list[nn.Module] = [conv]
-    if norm:
-        layers.append(nn.BatchNorm2d(out_channels))
-    layers.append(nn.ReLU(inplace=True))
-    return nn.Sequential(*layers)

@@ -1,10 +1,7 @@
-"""Linear probing decoder: a per-pixel linear classifier plus upsampling."""
+"""Linear probing decoder: one transposed convolution from a feature map straight to class scores."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from terratorch.models.decoders import check_feature_channels, check_index
@@ -15,41 +12,54 @@ __all__ = ["LinearDecoder"]
 
 @TERRATORCH_DECODER_REGISTRY.register
 class LinearDecoder(nn.Module):
-    """A 1x1 convolution to ``num_classes`` on one map, then bilinear upsampling.
+    """A ``ConvTranspose2d`` (kernel = stride = ``upsampling_size``) from one map to ``num_classes``.
 
-    It already produces class scores, so ``includes_head = True`` and the model adds no head:
-    useful to probe frozen backbone features.
+    Every feature pixel is mapped linearly to an ``upsampling_size x upsampling_size`` patch of
+    class scores, so a stride-``upsampling_size`` map comes back to input resolution. It already
+    produces class scores, so ``includes_head = True`` and the model adds no head: useful to probe
+    frozen backbone features.
 
     Args:
         embed_dim: Channel list of the features received.
         num_classes: Output channels (classes, or 1 for regression).
-        upsampling_size: Upsampling factor applied to the logits (e.g. the patch size).
+        upsampling_size: Upsampling factor (kernel size and stride), e.g. the patch size.
         in_index: Which feature to use (default: the last).
 
     Attributes:
+        embed_dim: Channels of the used feature (``embed_dim[in_index]`` of the argument).
         out_channels: ``num_classes``.
     """
 
-    includes_head = True
+    includes_head: bool = True
 
     def __init__(
-        self, embed_dim: Sequence[int], num_classes: int, upsampling_size: int = 1, in_index: int = -1
+        self, embed_dim: list[int], num_classes: int, upsampling_size: int, in_index: int = -1
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"LinearDecoder: num_classes must be >= 1, got {num_classes}.")
         if upsampling_size < 1:
             raise ValueError(f"LinearDecoder: upsampling_size must be >= 1, got {upsampling_size}.")
-        self.embed_dim = list(embed_dim)
-        self.in_index = check_index("LinearDecoder", in_index, self.embed_dim, argument="in_index")
-        self.classifier = nn.Conv2d(self.embed_dim[self.in_index], num_classes, kernel_size=1)
-        self.upsampling_size = upsampling_size
-        self.out_channels: int = num_classes
+        self._feature_channels = [int(c) for c in embed_dim]
+        check_index("LinearDecoder", in_index, self._feature_channels, argument="in_index")
+        self.num_classes = num_classes
+        self.in_index = in_index
+        self.embed_dim = self._feature_channels[in_index]
+        self.conv = nn.ConvTranspose2d(
+            in_channels=self.embed_dim,
+            out_channels=num_classes,
+            kernel_size=upsampling_size,
+            stride=upsampling_size,
+            padding=0,
+            output_padding=0,
+        )
 
-    def forward(self, features: list[Tensor]) -> Tensor:
-        """Return logits ``(B, num_classes, H * upsampling_size, W * upsampling_size)``."""
-        check_feature_channels("LinearDecoder", self.embed_dim, features)
-        logits = self.classifier(features[self.in_index])
-        if self.upsampling_size == 1:
-            return logits
-        return F.interpolate(logits, scale_factor=self.upsampling_size, mode="bilinear", align_corners=False)
+    @property
+    def out_channels(self) -> int:
+        """``num_classes``."""
+        return self.num_classes
+
+    def forward(self, x: list[Tensor]) -> Tensor:
+        """Return scores ``(B, num_classes, H * upsampling_size, W * upsampling_size)``."""
+        check_feature_channels("LinearDecoder", self._feature_channels, x)
+        return self.conv(x[self.in_index])

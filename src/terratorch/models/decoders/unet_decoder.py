@@ -1,88 +1,69 @@
-"""U-Net decoder over a feature pyramid, up to the input resolution."""
+"""U-Net decoder over a feature pyramid: segmentation_models_pytorch's ``UnetDecoder`` on our lists."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
+from typing import Any
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from terratorch.models.decoders import check_feature_channels, conv_norm_relu
+from terratorch.models.decoders import check_feature_channels
 from terratorch.registry import TERRATORCH_DECODER_REGISTRY
 
 __all__ = ["UNetDecoder"]
 
 
-def _double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        conv_norm_relu(in_channels, out_channels), conv_norm_relu(out_channels, out_channels)
-    )
-
-
 @TERRATORCH_DECODER_REGISTRY.register
 class UNetDecoder(nn.Module):
-    """U-Net decoder: from the coarsest map, repeatedly upsample, concatenate the next finer map
-    and apply two 3x3 conv blocks; then upsample past the finest map to the input resolution.
+    """U-Net decoder: smp's ``UnetDecoder`` (attribute ``decoder``) with every input map used.
 
-    With a pyramid at strides 4, 8, 16, 32 the three fusion stages end at stride 4; the last
-    stage upsamples x4 more (``final_upsampling``, in x2 steps each followed by a 3x3 conv block)
-    so the output has the **input resolution**. For a pyramid whose finest map has stride 2 (e.g. a
-    5-level ResNet) set ``final_upsampling=2``.
+    smp's decoder drops the first map of its list (an smp encoder's stride-1 input), so the finest
+    map is passed twice: starting from the coarsest map, each of the ``len(channels)`` blocks
+    upsamples (nearest) to the next finer map, concatenates it and applies two 3x3
+    conv-norm-ReLU blocks; the last block has no skip and keeps the finest resolution. The output
+    therefore has the resolution of the **finest input map**; the model upsamples it further.
+
+    segmentation_models_pytorch is imported when the decoder is built, not with this module.
 
     Args:
         embed_dim: Channel list of the pyramid, finest first.
-        channels: Output channels of each stage: ``len(embed_dim) - 1`` fusion stages (coarse to
-            fine) followed by the final upsampling stage, so ``len(channels) == len(embed_dim)``.
-        final_upsampling: Stride of the finest map, i.e. how much the last stage upsamples
-            (a power of two; 1 disables it).
+        channels: Output channels of each block, coarse to fine; one entry per feature map.
+        use_batchnorm: smp's ``use_norm``: ``"batchnorm"`` (default), ``True``/``False``,
+            ``"identity"``, ``"layernorm"``, ``"instancenorm"``, ``"inplace"`` or a dict.
+        attention_type: smp's attention (``None`` or ``"scse"``).
 
     Attributes:
         out_channels: ``channels[-1]``.
     """
 
-    def __init__(self, embed_dim: Sequence[int], channels: Sequence[int], final_upsampling: int = 4) -> None:
-        super().__init__()
-        self.embed_dim = list(embed_dim)
-        self.channels = list(channels)
-        if len(self.channels) != len(self.embed_dim):
+    def __init__(
+        self,
+        embed_dim: list[int],
+        channels: list[int],
+        use_batchnorm: bool | str | dict[str, Any] = "batchnorm",
+        attention_type: str | None = None,
+    ) -> None:
+        if len(embed_dim) != len(channels):
             raise ValueError(
                 "UNetDecoder needs one entry in channels per feature map: embed_dim has "
-                f"{len(self.embed_dim)} maps {self.embed_dim} but channels has {len(self.channels)} "
-                f"{self.channels} (stages: "
-                f"{len(self.embed_dim) - 1} fusions + 1 final upsampling)."
+                f"{len(embed_dim)} maps {list(embed_dim)} but channels has {len(channels)} {list(channels)}."
             )
-        steps = int(math.log2(final_upsampling)) if final_upsampling >= 1 else -1
-        if steps < 0 or 2**steps != final_upsampling:
-            raise ValueError(
-                f"UNetDecoder: final_upsampling must be a power of two >= 1, got {final_upsampling}."
-            )
-        skips = self.embed_dim[-2::-1]  # finer maps, coarse to fine
-        widths = [self.embed_dim[-1], *self.channels[:-1]]
-        self.fusions = nn.ModuleList(
-            _double_conv(width + skip, out) for width, skip, out in zip(widths, skips, self.channels)
-        )
-        last_in = widths[-1]
-        self.final = nn.ModuleList(
-            conv_norm_relu(last_in if step == 0 else self.channels[-1], self.channels[-1])
-            for step in range(max(steps, 1))
-        )
-        self.final_steps = steps
-        self.out_channels: int = self.channels[-1]
+        super().__init__()
+        from segmentation_models_pytorch.base.initialization import initialize_decoder
+        from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 
-    def forward(self, features: list[Tensor]) -> Tensor:
-        """``[(B, C_i, H_i, W_i)]`` finest first → ``(B, channels[-1], H_0 * f, W_0 * f)``.
+        self.embed_dim = [int(c) for c in embed_dim]
+        self.decoder = UnetDecoder(
+            encoder_channels=[self.embed_dim[0], *self.embed_dim],
+            decoder_channels=list(channels),
+            n_blocks=len(channels),
+            use_norm=use_batchnorm,
+            add_center_block=False,
+            attention_type=attention_type,
+        )
+        initialize_decoder(self.decoder)
+        self.out_channels: int = int(channels[-1])
 
-        ``f`` is ``final_upsampling``.
-        """
-        check_feature_channels("UNetDecoder", self.embed_dim, features)
-        x = features[-1]
-        for fusion, skip in zip(self.fusions, features[-2::-1]):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = fusion(torch.cat([x, skip], dim=1))
-        for block in self.final:
-            if self.final_steps:
-                x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = block(x)
-        return x
+    def forward(self, x: list[Tensor]) -> Tensor:
+        """``[(B, C_i, H_i, W_i)]`` finest first → ``(B, channels[-1], H_0, W_0)``."""
+        check_feature_channels("UNetDecoder", self.embed_dim, x)
+        return self.decoder([x[0].clone(), *x])
