@@ -460,3 +460,63 @@ def test_explain_parse_error_strips_union_noise():
     assert (
         explain_parse_error(message) == 'Parser key "trainer.callbacks":\n    - something specific is wrong'
     )
+
+
+# ----------------------------------------------------------------------------- Python inference entry point
+
+
+def test_lightning_inference_model_from_fit_outputs(demo, workdir):
+    """``LightningInferenceModel`` on what ``fit`` leaves: config_deploy.yaml and last.ckpt."""
+    from terratorch.cli_tools import LightningInferenceModel
+
+    config = write_config(workdir / "fit.yaml", make_config(demo, workdir))
+    fitted = build_lightning_cli(["fit", "-c", config])
+    ckpt = Path(fitted.trainer.checkpoint_callback.dirpath) / "last.ckpt"
+    deploy = Path(fitted.trainer.log_dir) / "config_deploy.yaml"
+    assert deploy.is_file()
+    original = Path(fitted.trainer.log_dir) / "fit.yaml"  # the original config file is copied too
+    assert original.read_text() == Path(config).read_text()
+
+    bands = list(demo.band_names)
+    model = LightningInferenceModel.from_config(
+        deploy, ckpt, predict_dataset_bands=bands, predict_output_bands=bands
+    )
+    assert model.datamodule.predict_dataset_bands == bands
+    trained = fitted.model.model.state_dict()
+    loaded = model.model.model.state_dict()
+    assert trained.keys() == loaded.keys()
+    assert all(torch.equal(trained[k].cpu(), loaded[k].cpu()) for k in trained)
+
+    inputs = sorted(demo.image_dir.glob(demo.img_grep))
+    predictions, names = model.inference_on_dir(demo.image_dir)
+    assert sorted(Path(n).name for n in names) == [p.name for p in inputs]
+    with rasterio.open(inputs[0]) as src:
+        size = (src.height, src.width)
+    assert predictions.shape == (len(inputs), *size)
+    assert predictions.min() >= 0 and predictions.max() < 3  # class indices of the 3-class task
+
+    first = [Path(n).name for n in names].index(inputs[0].name)
+    single = model.inference(inputs[0])
+    assert single.shape == size
+    assert torch.equal(single, predictions[first])
+    assert not any(type(c).__name__.endswith("Writer") for c in model.trainer.callbacks)
+
+
+def test_my_trainer_compute_statistics_on_demo_data(demo, workdir):
+    """``MyTrainer.compute_statistics`` returns the statistics of the raw train split."""
+    from terratorch.cli_tools import MyTrainer
+    from terratorch.datamodules.generic_pixel_wise_data_module import GenericNonGeoSegmentationDataModule
+
+    kwargs = demo.datamodule_kwargs(batch_size=2, num_workers=0, num_classes=3)
+    stats = MyTrainer(logger=False).compute_statistics(GenericNonGeoSegmentationDataModule(**kwargs))
+    assert len(stats["image"]["means"]) == len(demo.band_names)
+    assert len(stats["image"]["stds"]) == len(demo.band_names)
+    assert set(stats["mask"]) <= {-1, 0, 1, 2}
+
+
+def test_compute_statistics_through_my_lightning_cli(demo, workdir):
+    """The ``compute_statistics`` subcommand of :class:`MyLightningCLI` runs on ``MyTrainer``."""
+    config = write_config(workdir / "stats.yaml", make_config(demo, workdir))  # a fit config, as is
+    cli = build_lightning_cli(["compute_statistics", "-c", config])
+    assert type(cli.trainer).__name__ == "MyTrainer"
+    assert cli.subcommand == "compute_statistics"

@@ -66,6 +66,13 @@ def test_band_selection_by_name_index_and_range(tmp_path, output_bands, expected
     assert [float(image[c, 0, 0]) for c in range(image.shape[0])] == expected
 
 
+def test_filter_indices_follow_output_bands(tmp_path):
+    make_pair(tmp_path, "a", band_image(), np.zeros((8, 8), dtype=np.uint8))
+    mixed = seg_dataset(tmp_path, dataset_bands=[[0, 2], "RED", "BLUE", 7], output_bands=[1, "BLUE", 7])
+    assert mixed.filter_indices == [1, 4, 5]
+    assert seg_dataset(tmp_path).filter_indices is None  # no output_bands: every band, no filter
+
+
 def test_constant_scale_and_nodata_replacement(seg_root):
     ds = seg_dataset(seg_root, constant_scale=0.01, no_data_replace=-5.0)
     image, mask = ds[0]["image"], ds[0]["mask"]

@@ -150,3 +150,10 @@ def test_filter_split_reference_options():
     assert names(ignore_extensions=False, allow_substring=False) == []
     assert names(ignore_extensions=False, allow_substring=True) == ["ab_img.tif", "b.tif", "c.v2.tif"]
     assert [p.name for p in filter_split(files, "*", None, ignore_extensions=True)] == [p.name for p in files]
+
+
+def test_find_files_lists_broken_links_but_not_directories(tmp_path):
+    (tmp_path / "a_img.tif").write_bytes(b"")
+    (tmp_path / "b_img.tif").symlink_to(tmp_path / "missing.tif")
+    (tmp_path / "c_img.tif").mkdir()
+    assert [p.name for p in find_files(tmp_path, "*_img.tif")] == ["a_img.tif", "b_img.tif"]

@@ -58,11 +58,31 @@ def test_tokens_concat_on_last_dim(token_backbone):
     assert wrapper.out_channels == [32] * 4
 
 
-def test_four_d_input_is_one_frame_and_patch_size_kept(token_backbone):
+def test_single_frame_needs_time_axis_and_patch_size_kept(token_backbone):
     wrapper = TemporalWrapper(token_backbone)
     assert wrapper.patch_size == 8
-    out = wrapper(torch.randn(2, 4, 16, 16))
+    out = wrapper(torch.randn(2, 4, 1, 16, 16))
     assert out[0].shape == (2, 5, 16)
+    with pytest.raises(ValueError, match=r"Expected input shape \[B, C, T, H, W\].*unsqueeze\(2\)"):
+        wrapper(torch.randn(2, 4, 16, 16))
+
+
+def test_helper_methods_of_the_reference(pyramid_backbone):
+    wrapper = TemporalWrapper(pyramid_backbone, features_permute_op=[0, 2, 3, 1])
+    assert wrapper.reverse_permute_op == [0, 3, 1, 2]
+    x = torch.randn(2, 3, 4, 5)
+    y = wrapper.permute_op(x, wrapper.features_permute_op)
+    assert y.shape == (2, 4, 5, 3)
+    assert torch.equal(wrapper.permute_op(y, wrapper.reverse_permute_op), x)
+    assert wrapper.permute_op(x, None) is x
+    with pytest.raises(ValueError, match="3 dims"):
+        wrapper.permute_op(x, [0, 2, 1])
+    tokens = torch.randn(6, 10, 8)  # (B*T, L, C)
+    stacked = wrapper.reshape_5d(tokens, 2, 3)
+    assert stacked.shape == (2, 3, 8, 10, 1)
+    assert torch.equal(wrapper.vit_postprocess(stacked[:, 0]), tokens.reshape(2, 3, 10, 8)[:, 0])
+    maps = torch.randn(2, 8, 10, 4)
+    assert wrapper.vit_postprocess(maps) is maps
 
 
 def test_gradients_reach_the_encoder(pyramid_backbone, clip):
@@ -72,7 +92,9 @@ def test_gradients_reach_the_encoder(pyramid_backbone, clip):
 
 
 def test_bad_configuration_messages(pyramid_backbone):
-    with pytest.raises(ValueError, match=r"unknown pooling 'sum'.*'mean', 'max', 'diff', 'keep', 'concat'"):
+    with pytest.raises(
+        ValueError, match=r"Unsupported pooling 'sum'.*'mean', 'max', 'diff', 'keep', 'concat'"
+    ):
         TemporalWrapper(pyramid_backbone, pooling="sum")
     with pytest.warns(UserWarning, match="n_timestamps"):
         assert TemporalWrapper(pyramid_backbone, pooling="concat").out_channels is None
@@ -84,7 +106,7 @@ def test_bad_input_messages(pyramid_backbone):
     wrapper = TemporalWrapper(pyramid_backbone, pooling="concat", n_timestamps=2)
     with pytest.raises(ValueError, match=r"n_timestamps=2 frames \(pooling='concat'\) but the input has T=3"):
         wrapper(torch.randn(1, 4, 3, 32, 32))
-    with pytest.raises(ValueError, match=r"expects \(B, C, T, H, W\)"):
+    with pytest.raises(ValueError, match=r"Expected input shape \[B, C, T, H, W\]"):
         wrapper(torch.randn(4, 32, 32))
     with pytest.raises(ValueError, match="T=3"):
         TemporalWrapper(pyramid_backbone, pooling="diff")(torch.randn(1, 4, 3, 32, 32))
@@ -114,5 +136,5 @@ def test_subset_lengths_average_groups_before_pooling(pyramid_backbone):
     torch.testing.assert_close(out[0], expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="exactly two subsets"):
         TemporalWrapper(pyramid_backbone, pooling="diff", subset_lengths=[1, 1, 1])
-    with pytest.raises(ValueError, match="sum to 4"):
+    with pytest.raises(ValueError, match=r"\(4\) must equal timesteps \(5\)"):
         TemporalWrapper(pyramid_backbone, pooling="mean", subset_lengths=[2, 2])(torch.randn(1, 4, 5, 32, 32))

@@ -10,6 +10,7 @@ import torch
 from golden_cases import encoder_decoder_cases, fill_named, make_input
 from safetensors.torch import save_file
 
+
 def build_reference(kwargs: dict[str, Any]) -> torch.nn.Module:
     """Build one case with the reference's EncoderDecoderFactory."""
     from terratorch.models import EncoderDecoderFactory

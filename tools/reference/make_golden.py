@@ -25,8 +25,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     args = parser.parse_args()
-    import terratorch
     import torch
+
+    import terratorch
 
     # Importing the reference sets torch.set_float32_matmul_precision("medium") process-wide, which
     # makes CPU matmuls bf16-accurate; golden figures must be float32.
@@ -38,7 +39,8 @@ def main() -> int:
 
         version = dist_version("terratorch")
     if version != "1.2.11":
-        print(f"make_golden: run me with the reference venv (terratorch 1.2.11), found {version}", file=sys.stderr)
+        message = f"make_golden: run me with the reference venv (terratorch 1.2.11), found {version}"
+        print(message, file=sys.stderr)
         return 2
     sys.path.insert(0, str(HERE))
     for part in args.only.split(","):

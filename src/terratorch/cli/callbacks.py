@@ -77,14 +77,22 @@ class StateDictAwareModelCheckpoint(ModelCheckpoint):
 def deployment_config(config: dict) -> dict:
     """A copy of a resolved fit config made for inference (the ``config_deploy.yaml`` content).
 
-    Drops ``ckpt_path``, ``optimizer``, ``lr_scheduler``, the trainer's callbacks and
+    Drops ``ckpt_path``, ``optimizer``, ``lr_scheduler``, ``verbose``, top-level ``ModelCheckpoint`` /
+    ``StateDictModelCheckpoint`` entries, the trainer's callbacks and
     ``default_root_dir``; turns the logger off, sets ``precision: 16-mixed`` and switches the
     backbone's pretrained-weights download off (the fine-tuned checkpoint holds the weights).
     """
     import copy
 
     deploy = copy.deepcopy(config)
-    for key in ("ckpt_path", "optimizer", "lr_scheduler", "verbose"):
+    for key in (
+        "ckpt_path",
+        "optimizer",
+        "lr_scheduler",
+        "verbose",
+        "ModelCheckpoint",
+        "StateDictModelCheckpoint",
+    ):
         deploy.pop(key, None)
     trainer = deploy.setdefault("trainer", {})
     trainer["logger"] = False
@@ -98,27 +106,3 @@ def deployment_config(config: dict) -> dict:
                 model_args[key] = False
                 break
     return deploy
-
-
-def _save_config_callback_class() -> type:
-    from lightning.pytorch.cli import SaveConfigCallback
-
-    class DeployConfigSaveCallback(SaveConfigCallback):
-        """Save ``config.yaml`` and, with ``deploy_config_file`` (default), ``config_deploy.yaml``."""
-
-        def save_config(self, trainer, pl_module, stage: str) -> None:
-            import yaml
-
-            if not self.config.get("deploy_config_file", True):
-                return
-            log_dir = trainer.log_dir or trainer.default_root_dir
-            if log_dir is None:
-                return
-            stem, dot, ext = self.config_filename.rpartition(".")
-            name = f"{stem}_deploy.{ext}" if dot else f"{self.config_filename}_deploy"
-            resolved = yaml.safe_load(self.parser.dump(self.config, skip_none=True))
-            path = Path(log_dir) / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(yaml.safe_dump(deployment_config(resolved), sort_keys=False))
-
-    return DeployConfigSaveCallback

@@ -33,6 +33,10 @@ class GenericGeoTIFFDataset(Dataset):
         no_data_replace: value (in scaled units) written over pixels equal to the file's nodata value
             or NaN. When None, nodata values are left as they are, and NaN pixels raise an error.
         expand_temporal_dimension: return ``(C, T, H, W)`` instead of ``(C, H, W)``.
+
+    Attributes:
+        filter_indices: 0-based positions of ``output_bands`` within ``dataset_bands`` when
+            ``output_bands`` is given, else ``None`` (the reference's attribute).
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class GenericGeoTIFFDataset(Dataset):
             if self.dataset_bands is not None
             else None
         )
+        self.filter_indices = list(self.band_positions) if output is not None else None
         self.constant_scale = float(constant_scale)
         self.no_data_replace = no_data_replace
         self.expand_temporal_dimension = expand_temporal_dimension

@@ -140,6 +140,9 @@ def find_files(
 ) -> list[Path]:
     """List the files under ``root`` matching the glob ``grep`` (sorted; files are not opened).
 
+    Every match that is not a directory counts, broken symbolic links included (as with the
+    reference's ``glob.glob``), so a dangling link fails when it is read, under its own name.
+
     Raises:
         FileNotFoundError: when ``root`` is missing or the glob matches nothing; says which glob
             found nothing where.
@@ -147,7 +150,7 @@ def find_files(
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{key}: directory {str(root)!r} does not exist")
-    files = sorted(p for p in root.glob(grep) if p.is_file())
+    files = sorted(p for p in root.glob(grep) if not p.is_dir())
     if not files:
         raise FileNotFoundError(
             f"{key}: no files matched {grep_key}={grep!r} in {str(root)!r} "

@@ -65,7 +65,7 @@ class TemporalWrapper(nn.Module):
             )
         if pooling not in POOLINGS:
             raise ValueError(
-                f"TemporalWrapper: unknown pooling {pooling!r}; valid values are {list(POOLINGS)}."
+                f"TemporalWrapper: Unsupported pooling {pooling!r}, choose from {list(POOLINGS)}."
             )
         if subset_lengths is not None:
             subset_lengths = [int(n) for n in subset_lengths]
@@ -123,17 +123,16 @@ class TemporalWrapper(nn.Module):
             self.patch_size = patch_size
 
     def forward(self, x: Tensor | dict[str, Tensor], **kwargs: Any) -> list[Any]:
-        """Encode ``x`` of shape ``(B, C, T, H, W)`` (a 4-D input counts as T = 1) and pool over T.
+        """Encode ``x`` of shape ``(B, C, T, H, W)`` (or a dict of such tensors) and pool over T.
 
         Extra keyword arguments reach the encoder only if its ``forward`` accepts them.
         """
         is_dict = isinstance(x, dict)
-        if not is_dict and x.ndim == 4:
-            x = x.unsqueeze(2)
         sample = next(iter(x.values())) if is_dict else x
         if sample.ndim != 5:
             raise ValueError(
-                f"TemporalWrapper expects (B, C, T, H, W) input, got shape {tuple(sample.shape)}."
+                f"Expected input shape [B, C, T, H, W], got {tuple(sample.shape)}; a single frame needs a "
+                "time axis too (x.unsqueeze(2))."
             )
         batch, frames = sample.shape[0], sample.shape[2]
         if self.pooling == "concat" and self.n_timestamps is not None and frames != self.n_timestamps:
@@ -159,14 +158,35 @@ class TemporalWrapper(nn.Module):
         return out
 
     def _process(self, feature: Tensor, batch: int, frames: int) -> Tensor:
-        feature = _permute(feature, self.features_permute_op)
+        feature = self.permute_op(feature, self.features_permute_op)
         is_tokens = feature.dim() == 3
-        stacked = _to_time_major(feature, batch, frames)
+        stacked = self.reshape_5d(feature, batch, frames)
         pooled = self.pool_temporal(stacked, self.pooling, self.subset_lengths)
-        pooled = _permute(pooled, self.reverse_permute_op)
+        pooled = self.permute_op(pooled, self.reverse_permute_op)
         if is_tokens:  # tokens carry a helper trailing dim: back to (..., L, C)
             pooled = pooled.squeeze(-1).movedim(-1, -2)
         return pooled
+
+    def reshape_5d(self, tensor: Tensor, B: int, T: int) -> Tensor:
+        """Regroup a ``(B*T, ...)`` feature per sample: maps to ``(B, T, C, H, W)``, tokens ``(B*T, L, C)``
+        to ``(B, T, C, L, 1)`` (channels second, a helper trailing dim, so every pooling treats both alike).
+        """
+        return _to_time_major(tensor, B, T)
+
+    def permute_op(self, tensor: Tensor, permute_op: Sequence[int] | None) -> Tensor:
+        """Permute ``tensor`` by ``permute_op`` (``None``: unchanged); the order must name every dim."""
+        return _permute(tensor, None if permute_op is None else list(permute_op))
+
+    def vit_postprocess(self, tensor: Tensor) -> Tensor:
+        """Undo the token layout of :meth:`reshape_5d` after pooling: ``(..., C, L, 1) -> (..., L, C)``.
+
+        A tensor without a trailing size-1 dim is returned unchanged. :meth:`forward` itself decides by
+        the encoder's output rank instead, so ``1 x 1`` feature maps are not mistaken for tokens (the
+        reference release applied this to any pooled feature ending in a size-1 dim).
+        """
+        if tensor.shape[-1] != 1:
+            return tensor
+        return tensor.squeeze(-1).movedim(-1, -2)
 
     def pool_temporal(self, stacked: Tensor, pooling: str, subset_lengths: Sequence[int] | None) -> Tensor:
         """Pool ``(B, T, C, ...)`` over T (after averaging ``subset_lengths`` groups, if given)."""
@@ -174,9 +194,8 @@ class TemporalWrapper(nn.Module):
         if subset_lengths is not None:
             if sum(subset_lengths) != frames:
                 raise ValueError(
-                    f"TemporalWrapper: subset_lengths {list(subset_lengths)} sum to "
-                    f"{sum(subset_lengths)} but the "
-                    f"input has T={frames} frames."
+                    f"TemporalWrapper: the sum of subset_lengths {list(subset_lengths)} "
+                    f"({sum(subset_lengths)}) must equal timesteps ({frames}) of the input."
                 )
             stacked = torch.stack(
                 [part.mean(dim=1) for part in torch.split(stacked, list(subset_lengths), 1)], 1

@@ -15,7 +15,7 @@ _LAZY: dict[str, str] = {
     "TerraTorchTask": "terratorch.tasks.base",
     "SemanticSegmentationTask": "terratorch.tasks.segmentation",
     "PixelwiseRegressionTask": "terratorch.tasks.regression",
-    "ClassificationTask": "terratorch.tasks.classification",
+    "ClassificationTask": "terratorch.tasks.classification_tasks",
     "MultiLabelClassificationTask": "terratorch.tasks.multilabel_classification",
     "ScalarRegressionTask": "terratorch.tasks.scalar_regression",
     "ReconstructionTask": "terratorch.tasks.reconstruction",

@@ -163,11 +163,10 @@ class TerraTorchTask(LightningModule):
         self.model = self._build_model(model, model_factory, aux_heads)
         self._check_aux(aux_heads)
         self._freeze(freeze_backbone, freeze_decoder, freeze_head)
-        self.criterion = self.configure_loss(loss, class_weights)
-        self.train_metrics = self.configure_metrics("train/")
-        self.val_metrics = self.configure_metrics("val/")
-        self.extra_val_metrics = nn.ModuleList()  # further validation dataloaders, created on demand
-        self.test_metrics = nn.ModuleList([self.configure_metrics(self._test_prefix(0))])
+        self._loss_spec = loss
+        self._class_weights = list(class_weights) if class_weights is not None else None
+        self.configure_losses()
+        self.configure_metrics()
 
     # -- construction ------------------------------------------------------------------------------
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, **kwargs: Any) -> Any:
@@ -292,6 +291,19 @@ class TerraTorchTask(LightningModule):
                 )
             freeze()
 
+    def configure_losses(self) -> None:
+        """(Re)build ``self.criterion`` from the constructor's ``loss``, ``class_weights``, ``custom_loss``.
+
+        The reference's name; the criterion itself comes from :meth:`configure_loss`.
+        """
+        self.criterion = self.configure_loss(self._loss_spec, self._class_weights)
+
+    def instantiate_custom_loss(self, path: str, kwargs: Mapping[str, Any]) -> nn.Module:
+        """Build the ``custom_loss=True`` loss named by the dotted class ``path`` (hook)."""
+        from terratorch.tasks.utils import _instantiate_from_path
+
+        return _instantiate_from_path(path, **kwargs)
+
     def configure_loss(self, loss: Any, class_weights: Sequence[float] | None) -> nn.Module:
         """Build the criterion (hook; the default uses :func:`~terratorch.tasks.losses.build_loss`)."""
         if (
@@ -302,8 +314,11 @@ class TerraTorchTask(LightningModule):
             raise ValueError(
                 f"class_weights has {len(class_weights)} entries for {self.num_classes} classes."
             )
+        if isinstance(loss, nn.Module):
+            # A loss module is used as given, seeing all output variables (as in the reference).
+            return loss
         if self.custom_loss:
-            criterion = _custom_loss(loss, self.custom_loss_kwargs)
+            criterion = self._custom_loss(loss)
         else:
             spec = self.default_loss if loss is None else loss
             criterion = build_loss(
@@ -313,8 +328,24 @@ class TerraTorchTask(LightningModule):
             criterion = VariableWeightedLoss(criterion, self.var_weights)
         return criterion
 
-    def configure_metrics(self, prefix: str) -> TaskMetrics:
-        """Metric set logged under ``prefix`` (``"val/"``, ``"test/<name>/"``, ...)."""
+    def _custom_loss(self, loss: Any) -> nn.Module:
+        """``custom_loss=True``: build ``loss`` (dotted class path or class) with ``custom_loss_kwargs``."""
+        if isinstance(loss, str):
+            return self.instantiate_custom_loss(loss, self.custom_loss_kwargs)
+        if isinstance(loss, type) or callable(loss):
+            return loss(**self.custom_loss_kwargs)
+        raise TypeError(f"custom_loss=True needs a loss class or its dotted path, got {type(loss).__name__}.")
+
+    def configure_metrics(self, prefix: str | None = None) -> TaskMetrics | None:
+        """Without ``prefix`` (the reference's call), (re)build ``train_metrics``, ``val_metrics`` and
+        ``test_metrics``; with a ``prefix`` (``"val/"``, ``"test/<name>/"``, ...), return the metric set
+        logged under it."""
+        if prefix is None:
+            self.train_metrics = self.configure_metrics("train/")
+            self.val_metrics = self.configure_metrics("val/")
+            self.extra_val_metrics = nn.ModuleList()  # further validation dataloaders, created on demand
+            self.test_metrics = nn.ModuleList([self.configure_metrics(self._test_prefix(0))])
+            return None
         return TaskMetrics(
             self.task_type,
             prefix=prefix,
@@ -677,25 +708,6 @@ def _rgb_indices(datamodule: Any) -> list[int] | None:
     if all(name in bands for name in ("RED", "GREEN", "BLUE")):
         return [bands.index("RED"), bands.index("GREEN"), bands.index("BLUE")]
     return None
-
-
-def _custom_loss(loss: Any, kwargs: Mapping[str, Any]) -> nn.Module:
-    """Build ``loss`` (a dotted class path, or a class) with ``kwargs`` for ``custom_loss=True``."""
-    import importlib
-
-    if isinstance(loss, str):
-        module_name, _, class_name = loss.rpartition(".")
-        if not module_name:
-            raise ValueError(
-                f"custom_loss=True needs loss as a dotted class path (e.g. 'torch.nn.L1Loss'), got {loss!r}."
-            )
-        try:
-            loss = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as error:
-            raise ValueError(f"custom_loss: cannot import {loss!r}: {error}") from error
-    if not callable(loss):
-        raise TypeError(f"custom_loss=True needs a loss class or its dotted path, got {type(loss).__name__}.")
-    return loss(**kwargs)
 
 
 class VariableWeightedLoss(nn.Module):

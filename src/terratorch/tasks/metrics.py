@@ -244,8 +244,24 @@ class ConfusionMatrixMetrics(Metric):
         )
 
     def update(self, preds: Tensor, target: Tensor) -> None:
-        """Class-index ``preds`` and ``target`` of the same shape (``(B,)`` or ``(B, H, W)``)."""
+        """``target`` class indices ``(B,)`` or ``(B, H, W)``; ``preds`` class indices of the same shape,
+        or scores (logits/probabilities) with classes on dimension 1 (``(B, C)``, ``(B, C, H, W)``),
+        which count as their argmax, as torchmetrics does."""
         c = self.num_classes
+        if preds.dim() == target.dim() + 1:
+            if preds.shape[1] != c:
+                raise ValueError(
+                    f"Class scores of shape {tuple(preds.shape)} have {preds.shape[1]} classes on "
+                    "dimension 1; "
+                    f"the metrics were built for num_classes={c}."
+                )
+            preds = preds.argmax(dim=1)
+        elif preds.shape != target.shape:
+            raise ValueError(
+                f"Predictions of shape {tuple(preds.shape)} do not match targets of shape "
+                f"{tuple(target.shape)}: "
+                "pass class indices of the target's shape or scores with classes on dimension 1."
+            )
         valid = (target >= 0) & (target < c)
         if self.ignore_index is not None:
             valid &= target != self.ignore_index
@@ -352,7 +368,8 @@ class TaskMetrics(nn.Module):
         class_names: Labels for per-class metrics (length ``num_classes``).
 
     ``update`` expects, per task type: segmentation/classification class-index predictions
-    ``(B, ...)`` and integer targets of the same shape; multi-label probabilities ``(B, C)`` and
+    ``(B, ...)`` (or class scores ``(B, C, ...)``, counted as their argmax) and integer targets
+    ``(B, ...)``; multi-label probabilities ``(B, C)`` and
     0/1 targets ``(B, C)``; regression predictions and targets of the same shape.
     """
 

@@ -19,6 +19,13 @@
   ``warmup_start_factor``
       Initial fraction of ``lr`` during warm-up (default ``0.001``).
 
+- ``scheduler: SequentialLR`` takes the reference's nested form: ``schedulers`` maps scheduler names
+  to their kwargs (in order) and ``milestones`` has one entry per transition, e.g.
+  ``{"schedulers": {"LambdaLR": {"lr_lambda": "linear_warmup"}, "CosineAnnealingLR": {"T_max": 10}},
+  "milestones": [5]}``. A ``LambdaLR`` whose ``lr_lambda`` is ``"linear_warmup"`` (the default) at
+  position ``i`` multiplies ``lr`` by ``(step + 1) / milestones[i]``. Unlike the reference, milestone
+  order is checked for any number of schedulers and the caller's dict is not modified.
+
 - ``lr_overrides: {substring: lr}`` puts every parameter whose name contains ``substring`` into its
   own parameter group with that learning rate (first matching substring wins; e.g.
   ``{"encoder": 1e-5}`` fine-tunes the backbone slower than the head).
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +50,8 @@ from terratorch.registry.registry import close_matches
 
 __all__ = [
     "SCHEDULE_KEYS",
+    "LambdaFns",
+    "LinearWarmup",
     "SchedulePlan",
     "build_param_groups",
     "build_scheduler",
@@ -194,6 +204,83 @@ def _warmup_length(schedule: dict[str, Any]) -> tuple[int, str | None]:
     return int(length), implied
 
 
+class LinearWarmup:
+    """``lr_lambda`` of a linear warm-up: factor ``(step + 1) / milestone`` (reaches 1 at the milestone).
+
+    A class rather than a closure so that ``LambdaLR.state_dict()`` can record it.
+    """
+
+    def __init__(self, milestone: int) -> None:
+        if int(milestone) < 1:
+            raise ValueError(f"linear_warmup needs a milestone >= 1, got {milestone}.")
+        self.milestone = int(milestone)
+
+    def __call__(self, current_step: int) -> float:
+        return float((current_step + 1) / self.milestone)
+
+
+WARMUP_LAMBDAS = {"linear_warmup": LinearWarmup}
+"""Names accepted as ``lr_lambda`` of a nested ``LambdaLR`` in a ``SequentialLR`` spec."""
+
+
+def LambdaFns(milestone: int, warmup_type: str = "linear_warmup") -> LinearWarmup:  # noqa: N802
+    """The warm-up ``lr_lambda`` named ``warmup_type`` for ``milestone`` (the reference's name).
+
+    Raises:
+        ValueError: Unknown ``warmup_type`` (the reference returns ``None`` instead).
+    """
+    if warmup_type not in WARMUP_LAMBDAS:
+        raise ValueError(f"Unknown warm-up lr_lambda {warmup_type!r}; valid: {sorted(WARMUP_LAMBDAS)}.")
+    return WARMUP_LAMBDAS[warmup_type](milestone)
+
+
+def _is_nested_sequential(cls: type | None, kwargs: Mapping[str, Any]) -> bool:
+    return (
+        cls is not None
+        and issubclass(cls, torch.optim.lr_scheduler.SequentialLR)
+        and isinstance(kwargs.get("schedulers"), Mapping)
+    )
+
+
+def _sequential_specs(kwargs: Mapping[str, Any]) -> list[tuple[type, dict[str, Any]]]:
+    """Validate a nested ``SequentialLR`` spec; return ``(class, kwargs)`` per nested scheduler.
+
+    A ``LambdaLR``'s ``lr_lambda`` string is resolved here against its milestone.
+    """
+    schedulers = kwargs["schedulers"]
+    if not schedulers:
+        raise ValueError(
+            "scheduler_hparams.schedulers of SequentialLR is empty; give at least one scheduler."
+        )
+    milestones = list(kwargs.get("milestones") or [])
+    if len(schedulers) > 1 and len(milestones) != len(schedulers) - 1:
+        raise ValueError(
+            f"SequentialLR with {len(schedulers)} schedulers needs {len(schedulers) - 1} milestone(s) "
+            f"(one per transition), got milestones={milestones}."
+        )
+    if milestones and milestones[0] < 1:
+        raise ValueError(f"SequentialLR: the first milestone must be >= 1, got {milestones}.")
+    if any(a >= b for a, b in itertools.pairwise(milestones)):
+        raise ValueError(f"SequentialLR: milestones must increase, got {milestones}.")
+    specs = []
+    for index, (name, nested_kwargs) in enumerate(schedulers.items()):
+        cls = resolve_scheduler_class(name)
+        nested = dict(nested_kwargs or {})
+        if issubclass(cls, torch.optim.lr_scheduler.LambdaLR):
+            lr_lambda = nested.get("lr_lambda", "linear_warmup")
+            if isinstance(lr_lambda, str):
+                if index >= len(milestones):
+                    raise ValueError(
+                        f"SequentialLR: {name} at position {index} uses lr_lambda {lr_lambda!r}, which needs "
+                        f"milestones[{index}] as its length, but milestones is {milestones}."
+                    )
+                lr_lambda = LambdaFns(milestones[index], lr_lambda)
+            nested["lr_lambda"] = lr_lambda
+        _check_kwargs(cls, nested, f"Scheduler (in SequentialLR) {name}:", ("optimizer",))
+        specs.append((cls, nested))
+    return specs
+
+
 @dataclass
 class SchedulePlan:
     """A validated scheduler configuration, ready to be built on an optimizer."""
@@ -224,6 +311,8 @@ def plan_schedule(
     if scheduler is not None:
         cls = resolve_scheduler_class(scheduler)
         _check_kwargs(cls, kwargs, "Scheduler", ("optimizer",))
+        if _is_nested_sequential(cls, kwargs):
+            _sequential_specs(kwargs)
         if warmup and issubclass(cls, torch.optim.lr_scheduler.ReduceLROnPlateau):
             raise ValueError(
                 "A warm-up cannot be chained with ReduceLROnPlateau; drop warmup_* or the plateau."
@@ -258,7 +347,10 @@ def build_scheduler(
     plan = plan_schedule(scheduler, scheduler_hparams)
     main = None
     if plan.scheduler_class is not None:
-        main = plan.scheduler_class(optimizer, **plan.scheduler_kwargs)
+        kwargs = dict(plan.scheduler_kwargs)
+        if _is_nested_sequential(plan.scheduler_class, kwargs):
+            kwargs["schedulers"] = [cls(optimizer, **nested) for cls, nested in _sequential_specs(kwargs)]
+        main = plan.scheduler_class(optimizer, **kwargs)
     if not plan.warmup:
         return (main, plan.lightning_keys) if main is not None else None
     ramp = torch.optim.lr_scheduler.LinearLR(

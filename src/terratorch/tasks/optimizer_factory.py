@@ -6,6 +6,6 @@ optimizer/scheduler names, warm-up keys and ``lr_overrides``.
 
 from __future__ import annotations
 
-from terratorch.tasks.optim import optimizer_factory
+from terratorch.tasks.optim import LambdaFns, optimizer_factory
 
-__all__ = ["optimizer_factory"]
+__all__ = ["LambdaFns", "optimizer_factory"]

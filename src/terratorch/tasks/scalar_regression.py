@@ -26,6 +26,10 @@ class ScalarRegressionTask(TerraTorchTask):
     ``mse``. Logs ``<stage>/loss``, ``RMSE``, ``MSE``, ``MAE``, ``R2_Score``. ``predict_step`` returns
     ``prediction`` ``(B,)``.
 
+    ``var_names`` label the per-variable metrics when ``num_outputs > 1`` and are ignored for a single
+    output (as in the reference). A loss given as an ``nn.Module`` receives the ``(B, num_outputs)``
+    outputs unchanged (``var_weights`` do not wrap it).
+
     Constructor arguments: see :class:`~terratorch.tasks.base.TerraTorchTask` (``num_classes``,
     ``class_names``, ``class_weights`` and tiled inference do not apply).
     """
@@ -71,7 +75,7 @@ class ScalarRegressionTask(TerraTorchTask):
     ) -> None:
         if isinstance(num_outputs, bool) or not isinstance(num_outputs, int) or num_outputs < 1:
             raise ValueError(f"num_outputs must be an integer >= 1, got {num_outputs!r}.")
-        if var_names is not None and len(var_names) != num_outputs:
+        if var_names is not None and num_outputs > 1 and len(var_names) != num_outputs:
             raise ValueError(f"var_names has {len(var_names)} names for num_outputs={num_outputs}.")
         if var_weights is not None and len(var_weights) != num_outputs:
             raise ValueError(f"var_weights has {len(var_weights)} weights for num_outputs={num_outputs}.")

@@ -137,3 +137,30 @@ def test_zero_mask_ratio_is_honoured():
     model = tiny_mae().eval()
     _, _, mask = model(torch.randn(1, 6, 32, 32), mask_ratio=0.0)
     assert mask.sum() == 0
+
+
+def test_reference_helper_names_of_the_position_tables():
+    from terratorch.models.backbones.pos_embed import resize_pos_embed, sincos_1d_like, sincos_3d
+    from terratorch.models.backbones.prithvi_mae import (
+        _get_1d_sincos_embed_from_grid_torch,
+        _interpolate_pos_encoding,
+    )
+
+    pos = torch.arange(5, dtype=torch.float32) * 3.5
+    emb = _get_1d_sincos_embed_from_grid_torch(8, pos)
+    assert emb.shape == (5, 8) and emb.dtype == torch.float32
+    torch.testing.assert_close(emb, sincos_1d_like(8, pos))
+    torch.testing.assert_close(emb[:, 0], torch.sin(pos))  # first frequency is 1
+    with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
+        _get_1d_sincos_embed_from_grid_torch(8, torch.arange(5))
+
+    table = sincos_3d(32, (2, 2, 2))
+    same = _interpolate_pos_encoding(table, [2, 2, 2], [1, 1, 1], (2, 2, 2), 32)
+    assert same is table
+    wider = _interpolate_pos_encoding(table, [2, 2, 2], [1, 2, 2], (2, 8, 8), 32)
+    torch.testing.assert_close(wider, resize_pos_embed(table, (2, 2, 2), (2, 4, 4)))
+    assert wider.shape == (1, 1 + 2 * 4 * 4, 32)
+    more_frames = _interpolate_pos_encoding(table, [2, 2, 2], [1, 1, 1], (3, 2, 2), 32)
+    torch.testing.assert_close(more_frames, sincos_3d(32, (3, 2, 2)))
+    with pytest.raises(ValueError, match="embed_dim 16 does not match"):
+        _interpolate_pos_encoding(table, [2, 2, 2], [1, 1, 1], (2, 4, 4), 16)

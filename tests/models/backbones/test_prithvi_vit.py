@@ -90,7 +90,7 @@ def test_forward_returns_selected_block_tokens_and_last_is_normed():
     x = torch.randn(2, 6, 32, 32)
     first, last = model(x)
     assert model.out_indices == [0, -1]
-    assert model.out_channels == [256, 256]  # one entry per block, as in 1.2
+    assert model.out_channels == [256, 256]  # one entry per returned feature
     pos = model.pos_embed
     patches = model.patch_embed(x.unsqueeze(2)) + pos[:, 1:]
     tokens = torch.cat([(model.cls_token + pos[:, :1]).expand(2, -1, -1), patches], 1)
@@ -193,8 +193,21 @@ def test_config_options_of_the_reference_are_accepted():
     assert model.blocks[0].drop_path1.drop_prob == 0.1
     with pytest.raises(ValueError, match="pretrained_cfg_overlay was removed"):
         tiny(pretrained_cfg_overlay={"file": "x.pt"})
-    with pytest.raises(NotImplementedError, match="vit_adapter"):
+    with pytest.raises(ValueError, match=r"ViT Adapter not available for variant prithvi_eo_tiny"):
         tiny(vit_adapter=True)
+    adapter = "prithvi_eo_v2_300"
+    with pytest.raises(ValueError, match="only supports encoder_only=True"):
+        BACKBONE_REGISTRY.build(adapter, vit_adapter=True, encoder_only=False)
+    with pytest.raises(ImportError, match="MultiScaleDeformableAttention"):
+        BACKBONE_REGISTRY.build(adapter, vit_adapter=True)
+
+
+def test_out_channels_follow_the_selected_blocks():
+    model = tiny(depth=4, out_indices=[1, 2, 3])
+    assert model.out_channels == [256] * 3
+    assert len(model(torch.randn(1, 6, 32, 32))) == 3
+    assert tiny(depth=4).out_channels == [256] * 4
+    assert PrithviViT(img_size=32, embed_dim=64, depth=3, num_heads=4, out_indices=[2]).out_channels == [64]
 
 
 def test_configs_match_the_published_variants():
@@ -286,5 +299,35 @@ def test_bad_constructor_arguments():
         tiny(coords_encoding=["date"])
     with pytest.raises(ValueError, match=r"out_indices \[7\] out of range for depth 2"):
         tiny(out_indices=[7])
-    with pytest.raises(ValueError, match="cannot be given for an MAE model"):
+    with pytest.raises(ValueError, match="out_indices provided for a MAE model"):
         BACKBONE_REGISTRY.build("prithvi_eo_tiny", out_indices=[0], encoder_only=False)
+    with pytest.raises(AssertionError, match="out_indices provided for a MAE model"):  # 1.2's exception type
+        BACKBONE_REGISTRY.build("prithvi_eo_tiny", out_indices=[0], encoder_only=False)
+
+
+def test_adapter_checkpoint_filter_keeps_adapter_layers_and_drops_cls_and_norm():
+    from terratorch.models.backbones.prithvi_vit import checkpoint_filter_fn_vit_adapter, prithvi_adapter_cfgs
+
+    assert set(prithvi_adapter_cfgs) == {"prithvi_eo_v1_100", "prithvi_eo_v2_300", "prithvi_eo_v2_300_tl"}
+    assert prithvi_adapter_cfgs["prithvi_eo_v2_300"]["interaction_indexes"][-1] == [18, 23]
+
+    class WithAdapter(PrithviViT):
+        extra_layers = ("level_embed", "spm")
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.level_embed = torch.nn.Parameter(torch.full((4, 64), 7.0))
+            self.spm = torch.nn.Linear(64, 64)
+
+    model = WithAdapter(img_size=32, embed_dim=64, depth=1, num_heads=4, in_chans=6)
+    source = PrithviViT(img_size=32, embed_dim=64, depth=1, num_heads=4, in_chans=6)
+    ckpt = {f"encoder.{k}": v for k, v in source.state_dict().items()}
+    ckpt["decoder.decoder_embed.weight"] = torch.zeros(2, 2)
+    state = checkpoint_filter_fn_vit_adapter(ckpt, model, PRETRAINED_BANDS, PRETRAINED_BANDS)
+    assert "cls_token" not in state and "norm.weight" not in state
+    assert not any(k.startswith("decoder") for k in state)
+    torch.testing.assert_close(state["level_embed"], model.level_embed.detach())
+    assert "spm.weight" in state
+    torch.testing.assert_close(state["blocks.0.attn.qkv.weight"], source.blocks[0].attn.qkv.weight)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    assert sorted(missing) == ["cls_token", "norm.bias", "norm.weight"] and not unexpected

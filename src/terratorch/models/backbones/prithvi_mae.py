@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from terratorch.models.backbones.pos_embed import resize_pos_embed, sincos_1d, sincos_3d
+from terratorch.models.backbones.pos_embed import resize_pos_embed, sincos_1d, sincos_1d_like, sincos_3d
 from terratorch.models.backbones.vit_layers import (
     Block,
     LocationEncoder,
@@ -58,6 +58,36 @@ def get_3d_sincos_pos_embed(
 def get_1d_sincos_pos_embed_from_grid(embed_dim: int, pos: np.ndarray) -> np.ndarray:
     """Sin-cos embedding ``(M, D)`` of ``M`` positions as a float64 numpy array."""
     return sincos_1d(embed_dim, torch.as_tensor(np.asarray(pos, dtype=np.float64))).numpy()
+
+
+def _get_1d_sincos_embed_from_grid_torch(embed_dim: int, pos: Tensor) -> Tensor:
+    """Sin-cos embedding ``(M, embed_dim)`` of ``M`` float positions, computed in ``pos.dtype``.
+
+    The tensor counterpart of :func:`get_1d_sincos_pos_embed_from_grid` used by the date and
+    location encoders (kept under its TerraTorch 1.2 name). Raises ``ValueError`` for an odd width or
+    non-float positions (the reference asserted).
+    """
+    if pos.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"positions must be float32, float16 or bfloat16, got {pos.dtype}.")
+    return sincos_1d_like(embed_dim, pos)
+
+
+def _interpolate_pos_encoding(
+    pos_embed: Tensor,
+    grid_size: Sequence[int],
+    patch_size: Sequence[int],
+    shape: Sequence[int],
+    embed_dim: int,
+) -> Tensor:
+    """Fit a ``(1, 1 + t*h*w, E)`` position table built for ``grid_size`` to an input of ``shape``.
+
+    ``shape`` is the ``(T, H, W)`` of the input in pixels/frames and ``patch_size`` the tubelet size;
+    see :func:`~terratorch.models.backbones.pos_embed.resize_pos_embed` for how the table is adapted.
+    ``embed_dim`` must equal the table width (kept for the TerraTorch 1.2 signature).
+    """
+    if pos_embed.shape[-1] != embed_dim:
+        raise ValueError(f"embed_dim {embed_dim} does not match the table width {pos_embed.shape[-1]}.")
+    return resize_pos_embed(pos_embed, grid_size, _grid_of(shape, patch_size))
 
 
 def _init_linear_and_norm(module: nn.Module) -> None:
@@ -173,6 +203,8 @@ class PrithviViT(nn.Module):
             self.vpt_dropout_layers = nn.ModuleList(nn.Dropout(vpt_dropout) for _ in range(depth))
 
         self.out_indices = list(out_indices) if out_indices is not None else None
+        if self.out_indices is not None:  # one entry per returned feature
+            self.out_channels = [self.out_channels[i] for i in self.out_indices]
         self._last_grid: list[int] | None = None
         self.initialize_weights()
 

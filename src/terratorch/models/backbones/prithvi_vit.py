@@ -45,7 +45,9 @@ __all__ = [
     "PrithviViT",
     "checkpoint_filter_fn_mae",
     "checkpoint_filter_fn_vit",
+    "checkpoint_filter_fn_vit_adapter",
     "pretrained_weights",
+    "prithvi_adapter_cfgs",
     "prithvi_cfgs",
 ]
 
@@ -120,6 +122,45 @@ pretrained_weights: dict[str, dict[str, str]] = {
     name: {"hf_hub_id": repo, "hf_hub_filename": filename}
     for name, (repo, filename) in PRITHVI_HF_WEIGHTS.items()
 }
+
+
+def _adapter_cfg(interaction_indexes: list[list[int]], deform_num_heads: int) -> dict[str, Any]:
+    return {
+        "interaction_indexes": interaction_indexes,
+        "conv_inplane": 64,
+        "add_vit_feature": True,
+        "deform_num_heads": deform_num_heads,
+        "n_points": 4,
+        "init_values": 0,
+        "with_cffn": False,
+        "cffn_ratio": 0.25,
+        "deform_ratio": 0.5,
+        "use_extra_extractor": True,
+        "with_cp": False,
+    }
+
+
+_V2_300_INTERACTIONS = [[0, 5], [6, 11], [12, 17], [18, 23]]
+
+#: ViT-adapter settings (``PrithviViTAdapter`` arguments) of the variants that support ``vit_adapter``.
+prithvi_adapter_cfgs: dict[str, dict[str, Any]] = {
+    "prithvi_eo_v1_100": _adapter_cfg([[0, 2], [3, 5], [6, 8], [9, 11]], deform_num_heads=12),
+    "prithvi_eo_v2_300": _adapter_cfg(_V2_300_INTERACTIONS, deform_num_heads=16),
+    "prithvi_eo_v2_300_tl": _adapter_cfg(_V2_300_INTERACTIONS, deform_num_heads=16),
+}
+
+#: State-dict prefixes of the layers a ViT adapter adds on top of the encoder (never in a Prithvi
+#: checkpoint, so they keep the model's own initial values when loading one).
+ADAPTER_EXTRA_LAYERS: tuple[str, ...] = (
+    "level_embed",
+    "spm",
+    "interactions",
+    "up",
+    "norm1",
+    "norm2",
+    "norm3",
+    "norm4",
+)
 
 #: Registered backbones (``prithvi_eo_v2_100`` has a config but, as in TerraTorch 1.2, no builder).
 BACKBONE_VARIANTS = (
@@ -202,6 +243,32 @@ def checkpoint_filter_fn_mae(
             clean["encoder." + key] = value
     clean = select_patch_embed_weights(clean, model, pretrained_bands, model_bands, encoder_only=False)
     return _remap_decoder_pred(clean, model, pretrained_bands, model_bands)
+
+
+def checkpoint_filter_fn_vit_adapter(
+    state_dict: Mapping[str, Tensor],
+    model: nn.Module,
+    pretrained_bands: Sequence[object],
+    model_bands: Sequence[object],
+) -> dict[str, Tensor]:
+    """Fit a Prithvi checkpoint to a ViT-adapter encoder (a :class:`PrithviViT` with adapter layers).
+
+    Does what :func:`checkpoint_filter_fn_vit` does, then drops the class token and the final
+    ``norm.`` layer (an adapter has neither) and takes the adapter's own layers (the prefixes in the
+    model's ``extra_layers``, default :data:`ADAPTER_EXTRA_LAYERS`) from ``model``, so the result loads
+    strictly.
+    """
+    state = checkpoint_filter_fn_vit(state_dict, model, pretrained_bands, model_bands)
+    clean = {k: v for k, v in state.items() if "cls_token" not in k and "norm." not in k}
+    prefixes = tuple(getattr(type(model), "extra_layers", None) or ADAPTER_EXTRA_LAYERS)
+    for key, value in model.state_dict().items():
+        if key.startswith(prefixes):
+            clean[key] = value
+    return clean
+
+
+class _MAEOutIndicesError(ValueError, AssertionError):
+    """``out_indices`` given for a masked autoencoder (TerraTorch 1.2 raised ``AssertionError``)."""
 
 
 def _remap_decoder_pred(
@@ -303,19 +370,33 @@ def _create_prithvi(
     ``in_chans`` always follows the number of bands (as in TerraTorch 1.2). With ``pretrained`` a
     ``ckpt_path`` is loaded leniently (missing/unexpected keys are logged), the published file
     strictly; ``ckpt_path`` without ``pretrained`` is ignored with a warning. ``weights_only=False``
-    (an addition) allows checkpoints that pickle Python objects next to the tensors.
+    (an addition) allows checkpoints that pickle Python objects next to the tensors. An encoder's
+    ``out_channels`` has one entry per ``out_indices`` block (1.2: one per block of the model).
+    ``vit_adapter=True`` is validated as in 1.2 and then raises ``ImportError``: ``PrithviViTAdapter``
+    and its compiled deformable attention are not part of this build.
     """
     if variant not in prithvi_cfgs:
         raise ValueError(f"Unknown Prithvi variant {variant!r}; known: {sorted(prithvi_cfgs)}.")
     if vit_adapter:
-        raise NotImplementedError(
-            "vit_adapter=True (PrithviViTAdapter) is not available in this TerraTorch build; build the "
-            "backbone without it."
+        if variant not in prithvi_adapter_cfgs:
+            raise ValueError(
+                f"ViT Adapter not available for variant {variant}. Available variants: "
+                f"{list(prithvi_adapter_cfgs)}."
+            )
+        if not encoder_only:
+            raise ValueError("PrithviViTAdapter only supports encoder_only=True; use the plain MAE instead.")
+        raise ImportError(
+            "vit_adapter=True needs PrithviViTAdapter, whose deformable attention is the compiled "
+            "MultiScaleDeformableAttention extension; this TerraTorch build does not provide it. Build "
+            "the backbone with vit_adapter=False."
         )
     if "pretrained_cfg_overlay" in kwargs:
         raise ValueError("pretrained_cfg_overlay was removed, use ckpt_path=<file path> instead.")
     if not encoder_only and "out_indices" in kwargs:
-        raise ValueError("out_indices selects encoder features; it cannot be given for an MAE model.")
+        raise _MAEOutIndicesError(
+            "out_indices provided for a MAE model: out_indices selects encoder features; build the "
+            "encoder (encoder_only=True) to use it."
+        )
     args = dict(prithvi_cfgs[variant])
     pretrained_bands = list(pretrained_bands or args.get("bands", PRETRAINED_BANDS))
     if model_bands is None:
@@ -364,6 +445,9 @@ def _create_prithvi(
                 f"(valid: 0..{depth - 1}, or negative from the end)."
             )
         model.out_indices = out_indices
+        # one channel entry per returned feature, so decoders and necks see what forward yields
+        # (TerraTorch 1.2 kept one entry per block, which broke decoders given fewer features)
+        model.out_channels = [model.out_channels[i] for i in out_indices]
     return model
 
 

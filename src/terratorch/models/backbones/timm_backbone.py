@@ -18,15 +18,17 @@ class TimmBackbone(nn.Module):
     ``encoder.model.conv1.weight``: the layout of the reference release's ``TimmBackboneWrapper``.
 
     Args:
-        model: A model created with ``timm.create_model(..., features_only=True)``.
+        timm_module: A model created with ``timm.create_model(..., features_only=True)`` (the
+            reference release's parameter name).
 
     Attributes:
         out_channels: Channels of each returned feature map (``feature_info.channels()``).
         feature_info: timm's ``FeatureInfo`` of the wrapped model.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, timm_module: nn.Module) -> None:
         super().__init__()
+        model = timm_module
         self._modules.update(model._modules)
         object.__setattr__(self, "_timm", model)  # not a registered child: no duplicate state_dict keys
         self.feature_info = model.feature_info

@@ -10,6 +10,10 @@ window attention pads its map to the window size and every patch merging pads od
 Each stage returns ``(features, tokens, hw)``: the normalised ``(B, H, W, C)`` map of the stage
 first (what timm's ``FeatureListNet`` keeps), then the downsampled tokens and their size for the
 next stage.
+
+The module path and :class:`MMSegSwinTransformer` (name, parameters, defaults) are the reference
+release's; the building blocks (:class:`PatchEmbed`, :class:`SwinFFN`, ...) are this package's own
+and their constructors differ from the reference's mmcv-style ones.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 import torch.utils.checkpoint as checkpoint
 from timm.layers import DropPath
 from timm.layers.classifier import ClassifierHead
@@ -47,7 +51,7 @@ def _pair(value: int | Sequence[int]) -> tuple[int, int]:
     value = tuple(int(v) for v in value)
     if len(value) == 1:
         return (value[0], value[0])
-    if len(value) != 2:  # noqa: PLR2004
+    if len(value) != 2:
         raise ValueError(f"Expected an int or a pair of ints, got {value!r}.")
     return value  # type: ignore[return-value]
 
@@ -202,7 +206,9 @@ class WindowMSA(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop_rate)
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
 
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any) -> None:
+    def _load_from_state_dict(
+        self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
+    ) -> None:
         key = prefix + "relative_position_index"
         if key in state_dict and tuple(state_dict[key].shape) == tuple(self.relative_position_index.shape):
             state_dict[key] = self.relative_position_index.clone()
@@ -235,7 +241,7 @@ def _windows(x: Tensor, size: int) -> Tensor:
 def _unwindows(windows: Tensor, size: int, h: int, w: int) -> Tensor:
     """Inverse of :func:`_windows` for a ``h x w`` map."""
     c = windows.shape[-1]
-    x = windows.view(-1, h // size, w // size, size, size, c).permute(0, 1, 3, 2, 4, 5)
+    x = windows.reshape(-1, h // size, w // size, size, size, c).permute(0, 1, 3, 2, 4, 5)
     return x.reshape(-1, h, w, c)
 
 
@@ -272,7 +278,13 @@ class ShiftWindowMSA(nn.Module):
         self.window_size = window_size
         self.shift_size = shift_size
         self.w_msa = WindowMSA(
-            embed_dim, num_heads, (window_size, window_size), qkv_bias, qk_scale, attn_drop_rate, proj_drop_rate
+            embed_dim,
+            num_heads,
+            (window_size, window_size),
+            qkv_bias,
+            qk_scale,
+            attn_drop_rate,
+            proj_drop_rate,
         )
         self.drop = DropPath(drop_path_rate)
 
@@ -286,7 +298,7 @@ class ShiftWindowMSA(nn.Module):
             for cols in bounds:
                 regions[:, rows, cols, :] = label
                 label += 1
-        labels = _windows(regions, ws).view(-1, ws * ws)
+        labels = _windows(regions, ws).reshape(-1, ws * ws)
         differ = labels.unsqueeze(1) - labels.unsqueeze(2)
         return differ.masked_fill(differ != 0, MASK_VALUE).masked_fill(differ == 0, 0.0)
 
@@ -303,8 +315,8 @@ class ShiftWindowMSA(nn.Module):
         if self.shift_size:
             grid = torch.roll(grid, shifts=(-self.shift_size, -self.shift_size), dims=(1, 2))
             mask = self._shift_mask(hp, wp, grid)
-        attended = self.w_msa(_windows(grid, ws).view(-1, ws * ws, c), mask=mask)
-        grid = _unwindows(attended.view(-1, ws, ws, c), ws, hp, wp)
+        attended = self.w_msa(_windows(grid, ws).reshape(-1, ws * ws, c), mask=mask)
+        grid = _unwindows(attended.reshape(-1, ws, ws, c), ws, hp, wp)
         if self.shift_size:
             grid = torch.roll(grid, shifts=(self.shift_size, self.shift_size), dims=(1, 2))
         out = grid[:, :h, :w, :].reshape(b, h * w, c)
@@ -555,9 +567,14 @@ class MMSegSwinTransformer(nn.Module):
         self.num_classes = num_classes
         self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(
-            in_chans, embed_dim, patch_size, norm_layer=norm_layer, padding_mode="replicate", drop_rate=drop_rate
+            in_chans,
+            embed_dim,
+            patch_size,
+            norm_layer=norm_layer,
+            padding_mode="replicate",
+            drop_rate=drop_rate,
         )
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = torch.linspace(0, drop_path_rate, sum(depths), device="cpu").tolist()
         self.feature_info: list[dict[str, Any]] = []
         stages = []
         width, reduction = embed_dim, patch_size
@@ -609,6 +626,18 @@ class MMSegSwinTransformer(nn.Module):
             module.eval()
             for param in module.parameters():
                 param.requires_grad = False
+
+    @torch.jit.ignore
+    def init_weights(self, mode: str = "") -> None:
+        """Re-initialise with timm's ViT scheme (``""``, ``"jax"``, ``"jax_nlhb"`` or ``"moco"``)."""
+        from timm.models._manipulate import named_apply
+        from timm.models.vision_transformer import get_init_weights_vit
+
+        modes = ("jax", "jax_nlhb", "moco", "")
+        if mode not in modes:
+            raise ValueError(f"init_weights mode must be one of {modes}, got {mode!r}.")
+        head_bias = -math.log(self.num_classes) if "nlhb" in mode and self.num_classes > 0 else 0.0
+        named_apply(get_init_weights_vit(mode, head_bias=head_bias), self)
 
     @torch.jit.ignore
     def no_weight_decay(self) -> set[str]:
