@@ -8,7 +8,6 @@ import pytest
 import torch
 from golden_cases import encoder_decoder_cases, fill_named
 from safetensors.torch import load_file
-
 from tests.compat.conftest import GOLDEN, layout_diff, load_manifest
 
 CASES = {case["name"]: case for case in encoder_decoder_cases()}

@@ -7,14 +7,9 @@ source of the decoder registry is :mod:`terratorch.registry.smp_source`. This mo
 
 from __future__ import annotations
 
-from typing import Any
+from terratorch._lazy import lazy_exports
 
-__all__ = ["SMPDecoderWrapper"]
+_LAZY = {"SMPDecoderWrapper": "terratorch.models.decoders.smp_decoders"}
+__all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "SMPDecoderWrapper":
-        from terratorch.models.decoders.smp_decoders import SMPDecoderWrapper
-
-        return SMPDecoderWrapper
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -7,14 +7,9 @@ keeps ``from terratorch.registry.timm_registry import TimmBackboneWrapper`` work
 
 from __future__ import annotations
 
-from typing import Any
+from terratorch._lazy import lazy_exports
 
-__all__ = ["TimmBackboneWrapper"]
+_LAZY = {"TimmBackboneWrapper": "terratorch.models.backbones.timm_backbone"}
+__all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name == "TimmBackboneWrapper":
-        from terratorch.models.backbones.timm_backbone import TimmBackboneWrapper
-
-        return TimmBackboneWrapper
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
