@@ -86,6 +86,22 @@ def _reset_rss_peak() -> bool:
     return True
 
 
+def _release_free_heap() -> None:
+    """Return free malloc memory to the OS (glibc ``malloc_trim``), where available.
+
+    Without this, a pass can be served from heap pages that earlier work freed but that are still
+    resident, so resident memory would not rise and the peak would be under-reported.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 @contextlib.contextmanager
 def _cpu_peak_tracker(result: dict[str, float]) -> Iterator[None]:
     """Record in ``result["delta_mb"]`` how far resident memory rose above its level at entry.
@@ -94,6 +110,7 @@ def _cpu_peak_tracker(result: dict[str, float]) -> Iterator[None]:
     Elsewhere ``ru_maxrss`` is used, which only moves when the process exceeds its lifetime peak,
     so it can under-report (it is then a lower bound).
     """
+    _release_free_heap()
     start_kib = _read_status_kib("VmRSS")
     exact = start_kib is not None and _reset_rss_peak()
     start_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
