@@ -149,8 +149,11 @@ class EncoderDecoderModel(Model):
         raise NotImplementedError
 
 
-def _clones(features: Any) -> Any:
-    return [f.clone() for f in features] if isinstance(features, list) else features
+def _clones(features: Any, reused: bool) -> Any:
+    """Copies of ``features`` when another decoder still reads them (decoders may work in place)."""
+    if not reused or not isinstance(features, list):
+        return features
+    return [f.clone() for f in features]
 
 
 class PixelWiseModel(EncoderDecoderModel):
@@ -221,9 +224,10 @@ class PixelWiseModel(EncoderDecoderModel):
         x = self.pad(x)
         input_size = tuple(get_image_size(x))
         features = self.features(x, **kwargs)
-        output = self._finish(self.head(self.decoder(_clones(features))), input_size, out_size)
+        decoded = self.decoder(_clones(features, bool(self.aux_heads)))
+        output = self._finish(self.head(decoded), input_size, out_size)
         aux = {
-            name: self._finish(module(_clones(features)), input_size, out_size)
+            name: self._finish(module(_clones(features, True)), input_size, out_size)
             for name, module in self.aux_heads.items()
         }
         return ModelOutput(output=output, auxiliary_heads=aux)

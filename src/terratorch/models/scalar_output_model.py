@@ -74,8 +74,8 @@ class ScalarOutputModel(EncoderDecoderModel):
         """Predict one vector per image; see the class docstring for shapes."""
         kwargs.pop("image_size", None)
         features = self.features(self.pad(x), **kwargs)
-        output = self._finish(self.head(self.decoder(_clones(features))))
-        aux = {name: self._finish(module(_clones(features))) for name, module in self.aux_heads.items()}
+        output = self._finish(self.head(self.decoder(_clones(features, bool(self.aux_heads)))))
+        aux = {name: self._finish(module(_clones(features, True))) for name, module in self.aux_heads.items()}
         return ModelOutput(output=output, auxiliary_heads=aux)
 
     @staticmethod
