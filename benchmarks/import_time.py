@@ -3,7 +3,9 @@
 Each command runs ``--repeats`` times in a new interpreter, interleaved so that disk-cache effects hit
 every command alike; medians are compared with the ``import torch`` baseline of the same run.
 Budgets (DESIGN.md): ``import terratorch`` <= 1.3x torch; ``terratorch --help`` and
-``terratorch iterate --help`` < 1 s; ``terratorch fit --help`` <= 2.5x torch.
+``terratorch iterate --help`` < 1 s; ``terratorch fit --help`` <= 2.5x torch. Two reference rows
+without a budget: ``import terratorch.cli_tools`` (lazy: no torch, no Lightning) and
+``import lightning.pytorch.cli``, the floor of ``fit --help`` (LightningCLI needs it).
 
 Usage: python benchmarks/import_time.py [--repeats 7]
 """
@@ -27,6 +29,12 @@ COMMANDS: dict[str, list[str]] = {
         sys.executable,
         "-c",
         "from terratorch.models import EncoderDecoderFactory",
+    ],
+    "python -c 'import terratorch.cli_tools'": [sys.executable, "-c", "import terratorch.cli_tools"],
+    "python -c 'import lightning.pytorch.cli' (fit --help floor)": [
+        sys.executable,
+        "-c",
+        "import lightning.pytorch.cli",
     ],
     "terratorch --help": [*CLI, "--help"],
     "terratorch iterate --help": [*CLI, "iterate", "--help"],

@@ -24,3 +24,15 @@ def test_unknown_choice_names_kind_place_hint_and_valid_set():
 def test_unknown_choice_truncates_long_valid_lists():
     text = unknown_choice("backbone", "x", [f"b{i:03d}" for i in range(40)], limit=5)
     assert "b004, ... (35 more)." in text
+
+
+def test_did_you_mean_bare_form_for_config_values():
+    assert did_you_mean("AdamWW", ["AdamW", "Adam", "SGD"], bare=True) == " Did you mean: AdamW, Adam?"
+    assert did_you_mean("zzzz", ["adam"], bare=True) == ""
+
+
+def test_registry_close_matches_is_the_shared_helper():
+    from terratorch.registry.registry import close_matches as registry_close_matches
+
+    names = [f"resnet{i}" for i in (18, 34, 50, 101, 152)] + ["resnext50"]
+    assert registry_close_matches("resnet5", names) == close_matches("resnet5", names, n=5)

@@ -25,13 +25,20 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3, cutoff: floa
     return [by_lower[f] for f in found]
 
 
-def did_you_mean(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> str:
+def did_you_mean(
+    name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6, *, bare: bool = False
+) -> str:
     """``" Did you mean 'a', 'b'?"`` for the close matches of ``name``, or ``""`` when there are none.
 
-    The leading space lets callers append the hint to a sentence unconditionally.
+    The leading space lets callers append the hint to a sentence unconditionally. ``bare=True`` gives
+    ``" Did you mean: a, b?"``, the form used for config keys and values (CLI, losses, optimizers).
     """
     close = close_matches(name, candidates, n=n, cutoff=cutoff)
-    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    if not close:
+        return ""
+    if bare:
+        return f" Did you mean: {', '.join(close)}?"
+    return f" Did you mean {', '.join(repr(c) for c in close)}?"
 
 
 def unknown_choice(kind: str, name: str, valid: Iterable[str], *, where: str = "", limit: int = 30) -> str:

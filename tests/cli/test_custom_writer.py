@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 import warnings
 from pathlib import Path
@@ -23,6 +24,7 @@ from terratorch.cli_tools import (
     save_prediction,
     write_tiff,
 )
+from terratorch.io.geotiff import GeoTIFFWriteError
 
 
 def _scene(path: Path, nodata: float | None = 0, dtype: str = "uint16") -> Path:
@@ -74,6 +76,32 @@ def test_save_prediction_without_input_nodata_writes_every_value(tmp_path):
     assert Path(written).name == "named_pred.tif"
     with rasterio.open(written) as out:
         np.testing.assert_allclose(out.read(1), prediction.numpy())
+
+
+def test_save_prediction_on_a_coarser_grid_keeps_the_footprint(tmp_path):
+    """A prediction at half resolution is georeferenced over the input (the reference fails on it)."""
+    source = _scene(tmp_path / "scene.tif")
+    with rasterio.open(source, "r+") as dst:  # nodata at the centre of output pixel (1, 1)
+        dst.write(np.zeros((1, 1), dtype="uint16"), 1, window=rasterio.windows.Window(3, 3, 1, 1))
+    written = save_prediction(torch.ones(4, 3, dtype=torch.int64), source, tmp_path, dtype="int16")
+    with rasterio.open(source) as src, rasterio.open(written) as out:
+        assert out.crs == src.crs and out.bounds == src.bounds and out.res == (20.0, 20.0)
+        values = out.read(1)
+    expected = np.ones((4, 3), dtype="int16")
+    expected[1, 1] = -1  # each coarse pixel takes the nodata state of the input pixel at its centre
+    np.testing.assert_array_equal(values, expected)
+
+
+def test_save_prediction_disk_errors_name_the_output_file(tmp_path, monkeypatch):
+    source = _scene(tmp_path / "scene.tif")
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full_disk)
+    with pytest.raises(GeoTIFFWriteError, match=r"scene_pred\.tif'.*No space left on device") as caught:
+        save_prediction(torch.zeros(8, 6), source, tmp_path)
+    assert caught.value.errno == errno.ENOSPC and isinstance(caught.value.__cause__, OSError)
 
 
 def test_write_tiff_sets_band_count(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from terratorch.cli.prediction_writer import (
     streaming_parameters,
 )
 from terratorch.datasets.utils import write_geotiff
+from terratorch.io.geotiff import GeoTIFFWriteError
 
 TRANSFORM = Affine(10.0, 0.0, 300_000.0, 0.0, -10.0, 4_000_000.0)
 
@@ -61,6 +63,22 @@ def test_input_without_nodata_writes_every_pixel(tmp_path):
     writer.on_predict_start(None, None)
     with rasterio.open(writer.write_one(torch.zeros(6, 5, dtype=torch.int64), src)) as out:
         assert out.nodata is None and (out.read(1) == 0).all()
+
+
+def test_file_too_large_names_the_output_file(tmp_path, monkeypatch):
+    src = source(tmp_path, "e.tif")
+    writer = GeoTIFFPredictionWriter(tmp_path / "out")
+    writer.on_predict_start(None, None)
+
+    def too_large(self, *args, **kwargs):
+        raise OSError(errno.EFBIG, "File too large")
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", too_large)
+    with pytest.raises(
+        GeoTIFFWriteError, match=r"cannot write GeoTIFF '.*out/e_pred\.tif'.*File too large"
+    ) as err:
+        writer.write_one(torch.zeros(6, 5), src)
+    assert err.value.errno == errno.EFBIG and err.value.__cause__.errno == errno.EFBIG
 
 
 def test_same_stem_gets_a_counter_and_run_restarts_names(tmp_path):

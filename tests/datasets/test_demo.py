@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import rasterio
 
-from terratorch.datasets.demo import TASKS, main, make_demo_dataset, make_demo_scene
+from terratorch.datasets.demo import (
+    TASKS,
+    TEXTURE_TILE,
+    class_signatures,
+    class_textures,
+    main,
+    make_demo_dataset,
+    make_demo_scene,
+    textured_reflectance,
+)
 
 
 def _tree_bytes(root):
@@ -101,6 +110,60 @@ def test_segmentation_classes_are_learnable(tmp_path):
     majority = (y_val == np.bincount(y_train).argmax()).mean()
     assert majority < 0.7
     assert accuracy > majority + 0.25
+
+
+def _box3(image):
+    """3x3 neighbourhood mean of a ``(C, H, W)`` image (edges repeated)."""
+    padded = np.pad(image, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    h, w = image.shape[1:]
+    return sum(padded[:, i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9
+
+
+def _interior_features(dataset):
+    """Per-pixel and 3x3-mean spectra of pixels whose 3x3 neighbourhood is one valid class."""
+    pixels, boxes, labels = [], [], []
+    for sample in dataset:
+        image, mask = sample["image"].numpy(), sample["mask"].numpy()
+        padded = np.pad(mask, 1, mode="edge")
+        h, w = mask.shape
+        same = np.all([padded[i : i + h, j : j + w] == mask for i in range(3) for j in range(3)], axis=0)
+        keep = same & (mask != -1)
+        pixels.append(image[:, keep].T)
+        boxes.append(_box3(image)[:, keep].T)
+        labels.append(mask[keep])
+    return np.concatenate(pixels), np.concatenate(boxes), np.concatenate(labels)
+
+
+def test_segmentation_pixels_are_noisy_but_context_resolves_them(tmp_path):
+    """One pixel's spectrum is a noisy hint; its 3x3 neighbourhood (what a convolution sees) is not."""
+    info = make_demo_dataset(tmp_path, "segmentation", n_train=4, n_val=3, n_test=1, size=32, seed=5)
+    datamodule = info.make_datamodule()
+    datamodule.setup("fit")
+    train_pixels, train_boxes, y_train = _interior_features(datamodule.train_dataset)
+    val_pixels, val_boxes, y_val = _interior_features(datamodule.val_dataset)
+
+    def nearest_centroid_accuracy(x_train, x_val):
+        centroids = np.stack([x_train[y_train == k].mean(axis=0) for k in range(info.num_classes)])
+        return (np.argmin(((x_val[:, None] - centroids[None]) ** 2).sum(-1), axis=1) == y_val).mean()
+
+    per_pixel = nearest_centroid_accuracy(train_pixels, val_pixels)
+    with_context = nearest_centroid_accuracy(train_boxes, val_boxes)
+    assert per_pixel < 0.95
+    assert with_context > per_pixel + 0.05
+
+
+def test_class_textures_tile_and_leave_the_first_class_flat():
+    textures = class_textures(4)
+    assert textures.shape == (4, TEXTURE_TILE, TEXTURE_TILE)
+    assert not textures[0].any() and all(np.ptp(t) > 1.5 for t in textures[1:])
+    assert len({t.tobytes() for t in textures[1:]}) == 3  # a different stripe orientation per class
+    signatures = class_signatures(4, 3, seed=0)
+    class_map = np.arange(4).repeat(2 * TEXTURE_TILE).reshape(1, -1).repeat(2 * TEXTURE_TILE, axis=0)
+    reflectance = textured_reflectance(signatures, textures, class_map)
+    # shifting the frame by one tile changes nothing; class 0 is its plain signature
+    shifted = textured_reflectance(signatures, textures, class_map, TEXTURE_TILE, 2 * TEXTURE_TILE)
+    np.testing.assert_array_equal(reflectance, shifted)
+    np.testing.assert_allclose(reflectance[:, :, 0], signatures[0][:, None].repeat(2 * TEXTURE_TILE, 1))
 
 
 def test_pixel_regression_target_is_predictable_from_bands(tmp_path):

@@ -92,7 +92,7 @@ def test_scalar_regression_targets_and_column(csv_root):
         csv_root / "img", csv_root / "scalar.csv", target_column="height"
     )
     assert [float(t) for t in ds.targets] == [10.0, 20.0, 30.0]
-    with pytest.raises(ValueError, match=r"target_column 'heigth' is not in .*did you mean \['height'\]"):
+    with pytest.raises(ValueError, match=r"target_column 'heigth' is not in .*Did you mean 'height'\?"):
         GenericNonGeoScalarRegressionDataset(
             csv_root / "img", csv_root / "scalar.csv", target_column="heigth"
         )

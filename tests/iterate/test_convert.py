@@ -220,7 +220,7 @@ def test_every_bad_file_is_reported_at_once_and_nothing_is_written(tmp_path):
     assert "broken.yaml: not valid YAML at line 2, column 1" in message
     assert "nodata.yaml: 'data' needs a 'class_path'" in message
     assert "typo.yaml: model.class_path 'SemanticSegmentatonTask' is not a task" in message
-    assert "Did you mean ['SemanticSegmentationTask']" in message
+    assert "Did you mean 'SemanticSegmentationTask'?" in message
     assert "recon.yaml: model.class_path 'ReconstructionTask'" in message
     assert "listing.yaml: expected a LightningCLI config mapping, got list" in message
     assert not out.exists()

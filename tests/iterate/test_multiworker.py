@@ -247,9 +247,9 @@ def test_surplus_trial_is_the_one_that_started_last(tmp_path):
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     first, second, third = study.ask(), study.ask(), study.ask()
     study.tell(first, 1.0)
-    assert not workers.is_surplus(study, second._trial_id, n_trials=2)
-    assert workers.is_surplus(study, third._trial_id, n_trials=2)
-    workers.mark_surplus(study, third._trial_id)
+    assert not workers.is_surplus(study, second.number, n_trials=2)
+    assert workers.is_surplus(study, third.number, n_trials=2)
+    workers.mark_surplus(third)
     study.tell(third, state=optuna.trial.TrialState.FAIL)
     assert [t.number for t in workers.counted_trials(study)] == [0, 1]  # surplus/killed fails do not count
 

@@ -103,7 +103,8 @@ def test_sigkill_mid_trial_then_rerun_continues(helpers, storage, tmp_path):
     retried = [r for r in finished if "terratorch.retry_of" in r.data.tags]
     assert len(retried) == 1 and retried[0].data.params["lr"] == killed[0].data.params["lr"]
     assert retried[0].data.tags["terratorch.seed"] == killed[0].data.tags["terratorch.seed"]
-    assert len({r.data.tags["terratorch.optuna_trial_id"] for r in finished}) == 3  # no duplicates
+    assert len({r.data.tags["terratorch.trial_number"] for r in finished}) == 3  # no duplicates
+    assert sorted(r.data.tags["terratorch.trial_index"] for r in finished) == ["0", "1", "2"]
 
     study_name = by_level["task"][0].data.tags["terratorch.study_name"]
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{storage / 'optuna.db'}")

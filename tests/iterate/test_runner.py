@@ -83,7 +83,7 @@ def test_mlflow_layout_of_a_benchmark(raw, fake_training):
         assert tags["mlflow.parentRunId"] == task.info.run_id and tags["terratorch.status"] == "finished"
         assert tags["terratorch.trial_number"] == str(number)
         assert tags["terratorch.seed"] == str(seeds.trial_seed(7, "seg", number))
-        assert "lr" in trial.data.params and tags["terratorch.optuna_trial_id"].isdigit()
+        assert "lr" in trial.data.params and tags["terratorch.trial_index"] == str(number)
         history = MlflowClient(runner.location.tracking_uri).get_metric_history(trial.info.run_id, "val/mIoU")
         assert [m.step for m in history] == [0, 1]
         config_text = _artifact(runner, trial.info.run_id, "trial_config.yaml")
@@ -220,3 +220,42 @@ def test_pruning_watches_the_task_metric(raw, fake_training):
     for trial in study.trials:
         if trial.state.name == "PRUNED":
             assert trial.intermediate_values[1] < max(finished)
+
+
+def test_optuna_failure_tracebacks_only_with_verbose(raw, fake_training, capsys, caplog):
+    import logging
+
+    raw["run_repetitions"] = 0
+    raw["n_trials"] = 2
+    fake_training.fail_if = lambda resolved: True
+    with caplog.at_level(logging.DEBUG, logger="terratorch.iterate"):
+        _run(raw)
+    assert "Traceback" not in capsys.readouterr().err
+    failed = [
+        r for r in caplog.records if r.name == "terratorch.iterate" and "failed with par" in r.getMessage()
+    ]
+    assert failed and all(r.levelno == logging.DEBUG and r.exc_info is None for r in failed)
+
+    caplog.clear()
+    runner = BenchmarkRunner(
+        build_plan(parse_config(copy.deepcopy(raw))), out=lambda line: None, verbose=True
+    )
+    with caplog.at_level(logging.WARNING, logger="terratorch.iterate"):
+        runner.run(summarize=False, continue_existing=True)
+        runner.run(summarize=False)  # a new benchmark run: its trials fail again, now verbosely
+    failed = [
+        r for r in caplog.records if r.name == "terratorch.iterate" and "failed with par" in r.getMessage()
+    ]
+    assert failed and all(r.levelno == logging.WARNING and r.exc_info for r in failed)
+
+
+def test_repetitions_take_a_context_not_the_runner(raw, fake_training):
+    from terratorch.iterate.repeat import RepeatContext, run_repetitions
+
+    raw["run_repetitions"] = 2
+    outcome, _, runner = _run(raw, repeat=False)
+    context = RepeatContext.of(runner, outcome.benchmark_run_id)
+    path, text = run_repetitions(context, outcome.tasks)
+    assert path is not None and path.read_bytes().decode() == text and len(text.splitlines()) == 3
+    _, again_text = run_repetitions(context, outcome.tasks)  # every unit done: nothing reruns
+    assert again_text == text and len(_runs(runner, "repeat")) == 2

@@ -1,4 +1,7 @@
-"""Tests for terratorch.iterate.summarize: statistics, loading the MLflow layout, writing tables."""
+"""Tests for terratorch.iterate.summarize: loading the MLflow layout, the tables and the written summary.
+
+The statistics themselves are tested in ``test_statistics.py``.
+"""
 
 from __future__ import annotations
 
@@ -112,73 +115,14 @@ def store(tmp_path_factory, mlflow_template) -> dict:
     return {"uri": uri, "dir": root, "old": old, "new": new, "base": base}
 
 
-# ---------------------------------------------------------------------------------------------
-# Statistics against hand computations
-# ---------------------------------------------------------------------------------------------
-def test_iqm_multiple_of_four_is_mean_of_middle_half():
-    assert S.iqm([8, 1, 7, 2, 6, 3, 5, 4]) == pytest.approx((3 + 4 + 5 + 6) / 4)
+def test_summarize_reexports_the_names_it_always_offered():
+    from terratorch.iterate import results, statistics
 
-
-def test_iqm_fractional_weights_for_five_values():
-    # 25% of 5 = 1.25 trimmed per side: weights 0, .75, 1, .75, 0 -> (.75*2 + 3 + .75*4) / 2.5
-    assert S.iqm([100, 1, 2, 3, 4]) == pytest.approx((0.75 * 2 + 3 + 0.75 * 4) / 2.5)
-
-
-def test_iqm_is_robust_to_an_outlier_and_ignores_nan():
-    assert S.iqm([1, 2, 3, 1000, float("nan")]) == pytest.approx(S.iqm([1, 2, 3, 1000]))
-    assert S.iqm([1, 2, 3, 1000]) == pytest.approx(2.5)
-    assert S.iqm([5.0]) == 5.0
-    assert math.isnan(S.iqm([]))
-
-
-def test_bootstrap_ci_contains_mean_and_is_deterministic_per_seed():
-    values = [0.61, 0.55, 0.70, 0.58, 0.66, 0.49]
-    low, high = S.bootstrap_ci(values, seed=3)
-    assert low < np.mean(values) < high
-    assert (low, high) == S.bootstrap_ci(values, seed=3)
-    assert (low, high) != S.bootstrap_ci(values, seed=4)
-    assert min(values) <= low and high <= max(values)
-
-
-def test_bootstrap_ci_narrows_with_lower_confidence_and_handles_small_inputs():
-    values = list(np.linspace(0, 1, 10))
-    wide, narrow = S.bootstrap_ci(values, confidence=0.95), S.bootstrap_ci(values, confidence=0.5)
-    assert wide[0] < narrow[0] < narrow[1] < wide[1]
-    assert S.bootstrap_ci([0.3]) == (0.3, 0.3)
-    assert all(math.isnan(v) for v in S.bootstrap_ci([]))
-    low, high = S.bootstrap_ci(values, statistic="iqm")
-    assert low < S.iqm(values) < high
-
-
-def test_bootstrap_ci_rejects_bad_arguments():
-    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
-        S.bootstrap_ci([1, 2], confidence=95)
-    with pytest.raises(ValueError, match=r"Unknown statistic 'median'.*'iqm'"):
-        S.bootstrap_ci([1, 2], statistic="median")
-
-
-def test_stratified_bootstrap_keeps_each_group():
-    groups = [[0.0, 0.0, 0.0], [1.0, 1.0]]
-    # every resample keeps 3 zeros and 2 ones -> the mean is always 0.4
-    assert S.stratified_bootstrap_ci(groups, statistic="mean") == pytest.approx((0.4, 0.4))
-
-
-def test_normalize_score_is_direction_aware():
-    assert S.normalize_score(0.75, 0.5, 1.0, "max") == pytest.approx(0.5)
-    assert S.normalize_score(2.0, 1.0, 5.0, "min") == pytest.approx(0.75)  # (5 - 2) / 4
-    assert S.normalize_score(6.0, 1.0, 5.0, "min") == pytest.approx(-0.25)  # not clipped
-    with pytest.raises(ValueError, match="direction must be 'max' or 'min'; got 'maximize'"):
-        S.normalize_score(1, 0, 2, "maximize")
-    with pytest.raises(ValueError, match="low < high"):
-        S.normalize_score(1, 2, 2, "max")
-
-
-def test_parse_reference_ranges_lists_every_problem_and_warns_on_unknown_tasks():
-    assert S.parse_reference_ranges({"a": [0, 1], "b": {"min": 2, "max": 3}}) == {"a": (0, 1), "b": (2, 3)}
-    with pytest.raises(ValueError, match=r"(?s)reference_ranges\.a: low \(1\.0\).*reference_ranges\.b"):
-        S.parse_reference_ranges({"a": [1, 0], "b": "oops"})
-    with pytest.warns(UserWarning, match="unknown task 'burn_scar'.*burn_scars"):
-        S.parse_reference_ranges({"burn_scar": [0, 1]}, known_tasks=["burn_scars", "biomass"])
+    for name in ("BenchmarkResults", "ExperimentResult", "TaskResult", "TrialRecord", "load_results"):
+        assert getattr(S, name) is getattr(results, name)
+    for name in ("iqm", "bootstrap_ci", "stratified_bootstrap_ci", "normalize_score", "resolve_ranges"):
+        assert getattr(S, name) is getattr(statistics, name)
+    assert set(S.__all__) <= set(dir(S))
 
 
 # ---------------------------------------------------------------------------------------------

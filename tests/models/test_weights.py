@@ -93,7 +93,9 @@ def test_missing_file_names_it(tmp_path):
 def test_corrupt_file_names_it(tmp_path, suffix):
     path = tmp_path / f"broken{suffix}"
     path.write_bytes(b"\x00not a checkpoint at all" * 10)
-    with pytest.raises(CheckpointFormatError, match=rf"broken\{suffix}'.*(corrupt|not a readable)"):
+    with pytest.raises(
+        CheckpointFormatError, match=rf"broken\{suffix}'.*(not a PyTorch checkpoint|not a readable)"
+    ):
         read_checkpoint(path)
 
 
@@ -101,7 +103,9 @@ def test_truncated_checkpoint_is_reported_as_corrupt(tmp_path, source):
     path = tmp_path / "cut.pt"
     torch.save(source.state_dict(), path)
     path.write_bytes(path.read_bytes()[:2000])
-    with pytest.raises(CheckpointFormatError, match=r"cut\.pt' is corrupt or not a torch checkpoint"):
+    with pytest.raises(
+        CheckpointFormatError, match=r"cut\.pt' is not a PyTorch checkpoint \(a corrupt or truncated"
+    ):
         tiny(pretrained=True, ckpt_path=path)
 
 

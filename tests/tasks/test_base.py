@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from terratorch.datasets import HLSBands
 from terratorch.models.model import AuxiliaryHead, ModelOutput
 from terratorch.tasks import SemanticSegmentationTask
-from terratorch.tasks.base import check_bands
+from terratorch.tasks.base import check_bands, check_channels, model_channels
 
 
 def _task(tiny: Any, **kwargs: Any) -> SemanticSegmentationTask:
@@ -270,6 +270,52 @@ def test_check_bands_rules():
 class _Bands:
     def __init__(self, bands: list[Any]) -> None:
         self.output_bands = bands
+
+
+def test_model_channels_prefers_an_explicit_count_over_band_lists():
+    assert model_channels({"backbone_in_chans": 4, "backbone_bands": ["RED"]}) == (
+        "model_args.backbone_in_chans",
+        4,
+    )
+    assert model_channels({"backbone_kwargs": {"in_chans": 5}}) == ("model_args.backbone_kwargs.in_chans", 5)
+    assert model_channels({"bands": ["RED", "GREEN"]}) == ("model_args.bands", 2)
+    assert model_channels({"backbone": "timm_resnet18"}) is None
+
+
+def test_check_channels_names_the_key_the_count_and_the_bands():
+    check_channels({"backbone_in_chans": 2}, ["RED", "GREEN"])
+    check_channels({}, ["RED", "GREEN"], data_channels=6)  # the model does not say: nothing to compare
+    with pytest.raises(ValueError) as info:
+        check_channels({"backbone_in_chans": 4}, ["B", "G", "R", "N", "S1", "S2"])
+    message = str(info.value)
+    assert "model_args.backbone_in_chans is 4 but the data has 6 channels" in message
+    assert "output_bands ['B', 'G', 'R', 'N', 'S1', 'S2']" in message
+    with pytest.raises(ValueError, match=r"model_args\.in_channels is 4 but the data has 3 channels"):
+        check_channels({"in_channels": 4}, None, data_channels=3)
+
+
+def test_channel_mismatch_fails_in_setup_before_training(tiny):
+    task = _task(tiny, model_args={"backbone_in_chans": 4})
+    bands = _BandsDataModule(["RED", "GREEN", "BLUE"], tiny.loader("segmentation", n=2, batch_size=2))
+    with pytest.raises(ValueError, match=r"model_args\.backbone_in_chans is 4 but the data has 3 channels"):
+        tiny.trainer().fit(task, datamodule=bands)
+
+
+def test_channel_mismatch_without_datamodule_bands_fails_at_the_first_batch(tiny):
+    task = _task(tiny, model_args={"in_channels": 6})
+    loader = tiny.loader("segmentation", n=2, batch_size=2)
+    with pytest.raises(ValueError, match=r"model_args\.in_channels is 6 but the data has 3 channels"):
+        tiny.trainer().fit(task, train_dataloaders=loader)
+
+
+def test_raw_convolution_channel_error_is_explained(tiny):
+    model = tiny.Model("segmentation", num_classes=3)
+    model.encoder = nn.Conv2d(5, 8, 3, padding=1)  # the model wants 5 channels, nothing says so
+    task = _task(tiny, model=model)
+    batch = next(iter(tiny.loader("segmentation", n=2, batch_size=2)))
+    with pytest.raises(ValueError, match="the model expects 5 input channels but the data has 3") as info:
+        task.training_step(batch, 0)
+    assert "backbone_in_chans" in str(info.value) and isinstance(info.value.__cause__, RuntimeError)
 
 
 def test_checkpoint_round_trip_rebuilds_the_model(tiny, tiny_factory, tmp_path):

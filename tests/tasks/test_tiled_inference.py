@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import errno
 import math
 import warnings
 
@@ -13,11 +13,11 @@ import torch
 from rasterio.transform import Affine
 from torch import nn
 
+from terratorch.io import geotiff
 from terratorch.models.model import ModelOutput
 from terratorch.tasks.tiled_inference import TileGrid, tiled_inference, tiled_inference_geotiff
 
 # the module object (``terratorch.tasks.tiled_inference`` may also resolve to the function)
-tiled_module = importlib.import_module("terratorch.tasks.tiled_inference")
 CROP, STRIDE = 32, 24
 NODATA = -9999
 
@@ -254,7 +254,7 @@ def test_reference_keywords_select_reference_blending() -> None:
         ({"crop": 32, "stride": -1}, "stride must be a positive integer"),
         ({"batch_size": 0}, "batch_size must be a positive integer"),
         ({"blend": "cosin"}, r"Unknown blend 'cosin'.*Did you mean 'cosine'"),
-        ({"padding": "mirror"}, r"Unknown padding 'mirror'; valid values are \['reflect'"),
+        ({"padding": "mirror"}, r"Unknown padding 'mirror'\..*Valid: constant, reflect, replicate\."),
     ],
 )
 def test_invalid_parameters(kwargs: dict, message: str) -> None:
@@ -415,6 +415,22 @@ def test_streaming_model_error_leaves_no_file(tmp_path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
 
 
+def test_streaming_disk_full_names_the_file_and_leaves_nothing(tmp_path, monkeypatch) -> None:
+    write_scene(tmp_path / "scene.tif", scene_array(40, 40))
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rasterio.io.DatasetWriter, "write", full_disk)
+    with pytest.raises(geotiff.GeoTIFFWriteError, match=r"'.*out\.tif\.partial'.*No space left") as caught:
+        tiled_inference_geotiff(
+            context_model(), tmp_path / "scene.tif", tmp_path / "out.tif", crop=CROP, stride=STRIDE,
+            output="raw", progress=False,
+        )  # fmt: skip
+    assert caught.value.errno == errno.ENOSPC and isinstance(caught.value.__cause__, OSError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene.tif"]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
@@ -423,7 +439,7 @@ def test_streaming_model_error_leaves_no_file(tmp_path) -> None:
         ({"output": "argmaxx"}, ValueError, r"Unknown output 'argmaxx'.*Did you mean 'argmax'"),
         ({"out_dtype": "float32"}, ValueError, "output='argmax' needs an integer out_dtype"),
         ({"output": "raw", "out_dtype": "uint8"}, ValueError, "output='raw' needs a float out_dtype"),
-        ({"out_dtype": "uint9"}, ValueError, r"Unknown out_dtype 'uint9'.*'uint8'"),
+        ({"out_dtype": "uint9"}, ValueError, r"'uint9' is not a raster dtype\. Did you mean: uint8"),
         ({"nodata": 1}, ValueError, r"nodata=1 cannot be used .* class index"),
         ({"stride": 64}, ValueError, "stride 64 is larger than crop 32"),
     ],
@@ -460,11 +476,11 @@ def test_streaming_caps_gdal_block_cache(tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
     with rasterio.open(tmp_path / "scene.tif") as src:
         block_h, block_w = src.block_shapes[0]
-        option = tiled_module._gdal_cache_option(src)
+        option = geotiff.block_cache_option(src)
         row_bytes = math.ceil(300 / block_w) * block_w * block_h * 3 * 2  # int16, 3 bands
         assert option == {"GDAL_CACHEMAX": 2 * row_bytes + 64 * 2**20}
         monkeypatch.setenv("GDAL_CACHEMAX", "512")  # the user's setting wins
-        assert tiled_module._gdal_cache_option(src) == {}
+        assert geotiff.block_cache_option(src) == {}
 
 
 def test_streaming_rectangular_crops_match_in_memory(tmp_path) -> None:

@@ -101,11 +101,10 @@ def _upgrade_arguments(cls: type, args: dict[str, Any]) -> dict[str, Any]:
                 out["p"] = 1.0
             notes.append("'always_apply' -> p=1.0" if args[key] else "'always_apply' dropped")
         else:
-            from terratorch.registry.registry import close_matches
+            from terratorch.choices import did_you_mean
 
-            close = close_matches(key, sorted(accepted), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            notes.append(f"{key!r} dropped (not an argument of {name} in albumentations 2{hint})")
+            hint = did_you_mean(key, accepted, n=1)
+            notes.append(f"{key!r} dropped (not an argument of {name} in albumentations 2.{hint})")
     warnings.warn(
         f"transform {name}: argument(s) albumentations 2 does not take (albumentations 1.x names) rewritten: "
         f"{'; '.join(notes)}. Valid arguments of {name}: {', '.join(sorted(accepted))}",

@@ -37,10 +37,16 @@ def flatten(list_of_lists: Iterable[Iterable[Any]]) -> list[Any]:
 
 
 def open_tiff(fname: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a raster: ``(data (bands, H, W), rasterio profile dict)``."""
+    """Read a raster: ``(data (bands, H, W), rasterio profile dict)``.
+
+    Raises:
+        terratorch.io.geotiff.GeoTIFFError: ``fname`` is missing or not a readable raster (names it).
+    """
     import rasterio
 
-    with rasterio.open(fname, "r") as src:
+    from terratorch.io import geotiff
+
+    with geotiff.reading(fname), rasterio.open(fname, "r") as src:
         return src.read(), dict(src.meta)
 
 
@@ -54,8 +60,12 @@ def write_tiff(img_wrt: np.ndarray, filename: str | os.PathLike[str], metadata: 
 
     ``metadata["count"]`` is set to the number of bands of ``img_wrt`` (the dict is updated in place,
     as in the reference). Values are cast to ``metadata["dtype"]`` when it is given.
+
+    Raises:
+        terratorch.io.geotiff.GeoTIFFWriteError: The file cannot be written (disk full, file too
+            large, no permission); the message names it.
     """
-    import rasterio
+    from terratorch.io import geotiff
 
     array = np.asarray(img_wrt)
     if is_one_band(array):
@@ -63,17 +73,8 @@ def write_tiff(img_wrt: np.ndarray, filename: str | os.PathLike[str], metadata: 
     metadata["count"] = array.shape[0]
     if metadata.get("dtype"):
         array = array.astype(metadata["dtype"], copy=False)
-    with rasterio.open(filename, "w", **metadata) as dest:
-        dest.write(array)
+    geotiff.write_array(filename, array, metadata)
     return filename
-
-
-def _nodata_mask(data: np.ndarray, nodata: float | None) -> np.ndarray:
-    """``(H, W)`` bool: pixels where any band holds the input's nodata value."""
-    if nodata is None:
-        return np.zeros(data.shape[-2:], dtype=bool)
-    hit = np.isnan(data) if np.isnan(nodata) else data == nodata
-    return hit.any(axis=0)
 
 
 def save_prediction(
@@ -88,7 +89,9 @@ def save_prediction(
 
     Pixels where the input holds its nodata value in any band become ``-1`` (the output's nodata).
     The stem is the input's file name without extension, or ``output_file_name`` when given. Unlike
-    the reference, NaN nodata is recognised and the written path is returned.
+    the reference, NaN nodata is recognised, the written path is returned, and a prediction on
+    another grid than the input's (e.g. a model predicting at a coarser resolution) is georeferenced
+    over the input's footprint with a scaled pixel size (the reference fails on it).
 
     Args:
         prediction: ``(H, W)`` (or ``(bands, H, W)``) values for the input image.
@@ -98,17 +101,23 @@ def save_prediction(
         suffix: Appended to the stem after ``_``.
         output_file_name: Stem replacing the input's.
     """
+    from terratorch.io import geotiff
+
     data, metadata = open_tiff(input_file_name)
     values = (
         prediction.detach().cpu().numpy() if isinstance(prediction, torch.Tensor) else np.asarray(prediction)
     )
-    mask = _nodata_mask(data, metadata.get("nodata"))
-    result = np.where(mask, OUTPUT_NODATA, values)
+    grid = values.shape[-2:]
+    mask = geotiff.invalid_pixels(data, metadata.get("nodata"))
+    if mask is not None:
+        values = np.where(geotiff.resample_nearest(mask, grid), OUTPUT_NODATA, values)
+    transform = geotiff.scaled_transform(metadata["transform"], data.shape[-2:], grid)
     metadata.update(count=1, dtype=dtype, compress="lzw", nodata=OUTPUT_NODATA)
+    metadata.update(height=grid[0], width=grid[1], transform=transform)
     stem = output_file_name or Path(input_file_name).stem
     out_file = os.path.join(out_dir, f"{stem}_{suffix}.tif")
     logger.info("Saving output to %s", out_file)
-    write_tiff(result, out_file, metadata)
+    write_tiff(values, out_file, metadata)
     return out_file
 
 

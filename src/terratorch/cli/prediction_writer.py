@@ -16,7 +16,6 @@ Two ways to predict, both used by ``terratorch predict``:
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,11 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from terratorch.registry.registry import close_matches
+from terratorch.io import geotiff
 
 __all__ = ["OUT_DTYPES", "GeoTIFFPredictionWriter", "load_checkpoint_weights", "stream_predict"]
 
-OUT_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
+OUT_DTYPES = geotiff.RASTER_DTYPES
 """Raster data types accepted as ``out_dtype``."""
 
 
@@ -40,59 +39,25 @@ def check_out_dtype(out_dtype: str | None) -> str | None:
     Raises:
         ValueError: Unknown name; lists the valid ones.
     """
-    if out_dtype is None or out_dtype in OUT_DTYPES:
-        return out_dtype
-    close = close_matches(str(out_dtype), OUT_DTYPES)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    raise ValueError(f"out_dtype {out_dtype!r} is not a raster dtype.{hint} Valid: {', '.join(OUT_DTYPES)}.")
+    return geotiff.check_raster_dtype(out_dtype)
 
 
 def default_dtype(values: np.ndarray, num_classes: int | None) -> str:
     """``float32`` for values; for class maps the smallest unsigned type that leaves room for nodata."""
     if np.issubdtype(values.dtype, np.floating):
         return "float32"
-    top = max(int(values.max(initial=0)), (num_classes or 0) - 1)
-    for dtype in ("uint8", "uint16", "uint32"):
-        if top < np.iinfo(dtype).max:
-            return dtype
-    return "int64"
-
-
-def _fits(value: float, dtype: str) -> bool:
-    if dtype.startswith("float"):
-        return math.isnan(value) or abs(value) <= np.finfo(dtype).max
-    info = np.iinfo(dtype)
-    return float(value).is_integer() and info.min <= value <= info.max
+    return geotiff.class_map_dtype(max(int(values.max(initial=0)), (num_classes or 0) - 1))
 
 
 def output_nodata(
     src_nodata: float | None, dtype: str, class_map: bool, num_classes: int | None
 ) -> float | None:
-    """Nodata value of an output raster.
+    """Nodata value of an output raster (see :func:`terratorch.io.geotiff.output_nodata`).
 
     The input's nodata when it fits ``dtype`` (and, for class maps, is not a class index); otherwise
     NaN for floats or the dtype's maximum for integers. None when the input declares no nodata.
     """
-    if src_nodata is None:
-        return None
-    is_class = class_map and 0 <= src_nodata < (num_classes or 0)
-    if _fits(src_nodata, dtype) and not is_class:
-        return float(src_nodata)
-    return float("nan") if dtype.startswith("float") else float(np.iinfo(dtype).max)
-
-
-def _cast(values: np.ndarray, dtype: str, source: Path) -> np.ndarray:
-    """Cast predictions to ``dtype``, refusing values the type cannot hold (no silent wrap-around)."""
-    if dtype.startswith("float") or values.size == 0:
-        return values.astype(dtype)
-    info = np.iinfo(dtype)
-    low, high = float(np.nanmin(values)), float(np.nanmax(values))
-    if low < info.min or high > info.max:
-        raise ValueError(
-            f"Prediction for {source} has values in [{low}, {high}], outside out_dtype={dtype!r} "
-            f"[{info.min}, {info.max}]; choose a wider out_dtype (e.g. int32 or float32)."
-        )
-    return np.rint(values).astype(dtype) if np.issubdtype(values.dtype, np.floating) else values.astype(dtype)
+    return geotiff.output_nodata(src_nodata, dtype, num_classes if class_map else None)
 
 
 class GeoTIFFPredictionWriter(BasePredictionWriter):
@@ -154,33 +119,33 @@ class GeoTIFFPredictionWriter(BasePredictionWriter):
             self.written.append(self.write_one(value, Path(file), num_classes))
 
     def write_one(self, prediction: Tensor, source: Path, num_classes: int | None = None) -> Path:
-        """Write one ``(H, W)`` or ``(C, H, W)`` prediction georeferenced like ``source``; return its path."""
+        """Write one ``(H, W)`` or ``(C, H, W)`` prediction georeferenced like ``source``; return its path.
+
+        Raises:
+            ValueError: The prediction's grid differs from the file's, or its values do not fit
+                ``out_dtype``.
+            terratorch.io.geotiff.GeoTIFFWriteError: The output cannot be written (names the file).
+        """
         import rasterio
 
         values = prediction.detach().cpu().numpy()
         values = values[None] if values.ndim == 2 else values
-        with rasterio.open(source) as src:
-            profile = {"crs": src.crs, "transform": src.transform, "height": src.height, "width": src.width}
-            src_nodata = src.nodata
-            invalid = (src.read_masks() == 0).any(axis=0) if src_nodata is not None else None
-        if values.shape[1:] != (profile["height"], profile["width"]):
-            raise ValueError(
-                f"Prediction for {source} is {values.shape[1]}x{values.shape[2]} but the file is "
-                f"{profile['height']}x{profile['width']}: the predict transforms (test_transform) must not "
-                "crop or resize, so every output pixel maps to an input pixel."
-            )
-        class_map = not np.issubdtype(values.dtype, np.floating)
-        dtype = self.out_dtype or default_dtype(values, num_classes)
-        data = _cast(values, dtype, source)
-        nodata = output_nodata(src_nodata, dtype, class_map, num_classes)
-        if invalid is not None and nodata is not None:
+        with geotiff.reading(source), rasterio.open(source) as src:
+            if values.shape[1:] != (src.height, src.width):
+                raise ValueError(
+                    f"Prediction for {source} is {values.shape[1]}x{values.shape[2]} but the file is "
+                    f"{src.height}x{src.width}: the predict transforms (test_transform) must not crop or "
+                    "resize, so every output pixel maps to an input pixel."
+                )
+            class_map = not np.issubdtype(values.dtype, np.floating)
+            dtype = self.out_dtype or default_dtype(values, num_classes)
+            data = geotiff.cast_to_dtype(values, dtype, what=f"Prediction for {source}")
+            nodata = output_nodata(src.nodata, dtype, class_map, num_classes)
+            invalid = geotiff.invalid_pixels(src.read(), src.nodata) if nodata is not None else None
+            profile = geotiff.georeferenced_profile(src, count=data.shape[0], dtype=dtype, nodata=nodata)
+        if invalid is not None:
             data[:, invalid] = nodata
-        path = self.output_dir / self._unique_name(source)
-        with rasterio.open(
-            path, "w", driver="GTiff", count=data.shape[0], dtype=dtype, nodata=nodata, **profile
-        ) as dst:
-            dst.write(data)
-        return path
+        return geotiff.write_array(self.output_dir / self._unique_name(source), data, profile)
 
     def _unique_name(self, source: Path) -> str:
         base = f"{self.output_file_prefix}{source.stem}_pred"
@@ -303,13 +268,8 @@ def _preprocess_for(dataset: Any, datamodule: Any, src_nodata: float | None) -> 
     replace = getattr(dataset, "no_data_replace", None)
 
     def preprocess(crops: Tensor) -> Tensor:
-        invalid = torch.isnan(crops)
-        if src_nodata is not None and not math.isnan(src_nodata):
-            invalid |= crops == src_nodata
-        crops = crops * scale if scale != 1.0 else crops
-        if replace is not None:
-            crops = crops.masked_fill(invalid, float(replace))
-        return datamodule.normalize(crops)
+        values, _ = geotiff.scale_and_fill(crops, scale=scale, nodata=src_nodata, fill=replace)
+        return datamodule.normalize(values)
 
     return preprocess
 
@@ -367,7 +327,7 @@ def stream_predict(
             source,
             written[-1],
             bands=bands,
-            preprocess=_preprocess_for(dataset, datamodule, _file_nodata(source)),
+            preprocess=_preprocess_for(dataset, datamodule, geotiff.read_header(source).nodata),
             output=output,
             out_dtype=writer.out_dtype,
             device=device,
@@ -375,10 +335,3 @@ def stream_predict(
             **params,
         )
     return written
-
-
-def _file_nodata(path: Path) -> float | None:
-    import rasterio
-
-    with rasterio.open(path) as src:
-        return src.nodata

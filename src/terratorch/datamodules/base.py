@@ -20,6 +20,7 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from terratorch.datamodules.normalize import Normalize, align_band_statistics
+from terratorch.datasets.sanity import check_dataset
 from terratorch.datasets.utils import BandSpec, expand_bands, raster_shape, select_band_indices
 
 _STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("predict",)}
@@ -199,11 +200,16 @@ class GeoTIFFDataModule(LightningDataModule):
         return getattr(self, f"{split}_data_root", None)
 
     def setup(self, stage: str | None = None) -> None:
-        """Create the datasets of ``stage`` (file lists only) and check the first file's bands.
+        """Create the datasets of ``stage`` (file lists only) and check a bounded sample of files.
+
+        The first file's bands are checked, then :func:`terratorch.datasets.sanity.check_dataset`
+        compares image/label grids and looks for images that hold no data (a few headers and
+        decimated reads, whatever the dataset size).
 
         Raises:
-            ValueError: a required ``<split>_data_root`` is missing, or a file has fewer bands
-                than ``dataset_bands`` (names the file).
+            ValueError: a required ``<split>_data_root`` is missing, a file has fewer bands than
+                ``dataset_bands`` (names the file), an image and its label are on different grids,
+                or every sampled image holds no data.
             FileNotFoundError: a data root is empty; the message names the config key.
         """
         splits = _STAGE_SPLITS.get(stage, ()) if stage else ("train", "val", "test", "predict")
@@ -219,6 +225,7 @@ class GeoTIFFDataModule(LightningDataModule):
             except FileNotFoundError as error:
                 raise FileNotFoundError(_with_split_key(str(error), split)) from error
             self._check_first_file(dataset)
+            check_dataset(dataset, where=f"{split} split", strict=split != "predict")
             setattr(self, f"{split}_dataset", dataset)
 
     def _check_first_file(self, dataset: Dataset) -> None:

@@ -1,9 +1,15 @@
 """Synthetic, georeferenced multispectral GeoTIFF datasets for tests, examples and tutorials.
 
-The data has learnable structure: classes are smooth blobs whose spectral signature differs per
-class (plus illumination changes and noise), so a tiny model beats the majority-class baseline in
-one or two epochs. Every file is a real GeoTIFF (EPSG:32633, 30 m affine transform, a nodata value
-and a few nodata pixels). Output is byte-for-byte identical for the same arguments and seed.
+The data has learnable structure at two scales. Classes are small smooth fields (about
+``FIELD_SIZE`` pixels across) with a spectral signature per class and, for every class but the
+first, a striped texture a few pixels in period (field rows, roofs); strong per-pixel noise and
+illumination changes sit on top. One pixel's spectrum is therefore only a noisy hint, while a few
+pixels of context (what a convolution sees) make the class clear: a small CNN learns the
+segmentation in a few epochs, and a model that only sees 16-pixel patches cannot place the field
+boundaries. Regression targets are smooth fields with a linear spectral response.
+
+Every file is a real GeoTIFF (EPSG:32633, 30 m affine transform, a nodata value and a few nodata
+pixels). Output is byte-for-byte identical for the same arguments and seed.
 
 Layout written by :func:`make_demo_dataset` under ``root``::
 
@@ -36,6 +42,12 @@ IMAGE_NODATA = -9999
 MASK_NODATA = 255
 TARGET_NODATA = -9999.0
 CONSTANT_SCALE = 0.0001  # images are int16 reflectance x 10000
+FIELD_SIZE = 6  # lattice spacing (pixels) of the class fields in chips (scenes: 32 px, see make_demo_scene)
+PIXEL_NOISE = 0.12  # std of the per-pixel Gaussian noise of class-type images (reflectance units)
+TEXTURE_AMPLITUDE = 0.3  # relative brightness swing of a class texture
+TEXTURE_TILE = 12  # textures repeat every TEXTURE_TILE pixels in both directions
+# waves per TEXTURE_TILE pixels (along columns, along rows) of class 1, 2, ...: periods of 3-4 px
+_TEXTURE_WAVES = ((3, 0), (0, 3), (2, 2), (2, -2), (4, 0), (0, 4), (3, 3))
 _BAND_NAMES = (
     "BLUE",
     "GREEN",
@@ -186,6 +198,42 @@ def class_signatures(num_classes: int, num_bands: int, seed: int) -> np.ndarray:
     return rng.uniform(0.03, 0.5, size=(num_classes, num_bands)).astype(np.float32)
 
 
+def class_textures(num_classes: int) -> np.ndarray:
+    """Per-class brightness patterns ``(num_classes, TEXTURE_TILE, TEXTURE_TILE)`` in ``[-1, 1]``.
+
+    Class 0 is flat; class ``k >= 1`` is a sinusoidal grating (stripes 3-4 pixels apart, a different
+    orientation per class) that tiles seamlessly, so chips and scene windows index it with
+    ``(row % TEXTURE_TILE, col % TEXTURE_TILE)``.
+    """
+    rows, cols = np.mgrid[0:TEXTURE_TILE, 0:TEXTURE_TILE].astype(np.float64)
+    patterns = np.zeros((num_classes, TEXTURE_TILE, TEXTURE_TILE), dtype=np.float32)
+    for k in range(1, num_classes):
+        along_cols, along_rows = _TEXTURE_WAVES[(k - 1) % len(_TEXTURE_WAVES)]
+        patterns[k] = np.sin(2 * np.pi * (along_cols * cols + along_rows * rows) / TEXTURE_TILE)
+    return patterns
+
+
+def textured_reflectance(
+    signatures: np.ndarray, textures: np.ndarray, class_map: np.ndarray, row0: int = 0, col0: int = 0
+) -> np.ndarray:
+    """``(B, h, w)`` reflectance of a class map: each class's signature times its texture.
+
+    Args:
+        signatures: ``(num_classes, B)`` from :func:`class_signatures`.
+        textures: ``(num_classes, TEXTURE_TILE, TEXTURE_TILE)`` from :func:`class_textures`.
+        class_map: ``(h, w)`` class indices.
+        row0, col0: position of ``class_map``'s top-left pixel in the texture's frame (a chip's
+            random phase, or a scene window's offset).
+    """
+    h, w = class_map.shape
+    rows = (np.arange(row0, row0 + h) % TEXTURE_TILE)[:, None]
+    cols = (np.arange(col0, col0 + w) % TEXTURE_TILE)[None, :]
+    gain = 1.0 + TEXTURE_AMPLITUDE * textures[class_map, rows, cols]
+    reflectance = np.take(signatures.T, class_map, axis=1)  # (B, h, w)
+    reflectance *= gain[None]
+    return reflectance
+
+
 def regression_signatures(num_bands: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(base, slope)`` spectra: a pixel with target ``t`` has reflectance ``base + t * slope``."""
     rng = np.random.default_rng([seed, 104729])
@@ -201,16 +249,17 @@ def _render(
     rng: np.random.Generator,
     amplitude: float = 0.2,
     noise: np.ndarray | None = None,
+    noise_std: float = 0.012,
 ) -> np.ndarray:
     """``(B, H, W)`` reflectance -> int16 x 10000 with illumination change (+-amplitude/2) and noise.
 
-    ``noise`` (same shape) replaces freshly drawn Gaussian noise; scenes pass slices of a
-    pre-drawn bank because drawing normals dominates the cost of large scenes.
+    ``noise`` (same shape) replaces freshly drawn Gaussian noise of std ``noise_std``; scenes pass
+    slices of a pre-drawn bank because drawing normals dominates the cost of large scenes.
     """
     gain = (1.0 - amplitude / 2 + amplitude * illumination).astype(np.float32)
     noisy = reflectance * gain
     if noise is None:
-        noise = 0.012 * rng.standard_normal(reflectance.shape, dtype=np.float32)
+        noise = noise_std * rng.standard_normal(reflectance.shape, dtype=np.float32)
     noisy += noise
     noisy *= 1.0 / CONSTANT_SCALE
     np.clip(np.rint(noisy, out=noisy), 0, 10000, out=noisy)
@@ -272,9 +321,11 @@ def _nodata_pixels(rng: np.random.Generator, size: int) -> np.ndarray:
     return mask
 
 
-def _class_chip(rng, signatures: np.ndarray, size: int, task: str, forced_label: int = 0) -> _Chip:
+def _class_chip(
+    rng, signatures: np.ndarray, textures: np.ndarray, size: int, task: str, forced_label: int = 0
+) -> _Chip:
     num_classes = signatures.shape[0]
-    cell = max(8, size // 4)
+    cell = FIELD_SIZE
     fields = smooth_field(_lattice(rng, num_classes, size, size, cell), 0, size, size, cell)
     label: Any = None
     if task == "classification":
@@ -289,7 +340,9 @@ def _class_chip(rng, signatures: np.ndarray, size: int, task: str, forced_label:
         area = np.bincount(class_map.ravel(), minlength=num_classes) / class_map.size
         label = [int(a >= 0.02) for a in area]
     illumination = smooth_field(_lattice(rng, 1, size, size, cell * 2), 0, size, size, cell * 2)[0]
-    image = _render(signatures[class_map].transpose(2, 0, 1), illumination, rng)
+    phase = rng.integers(TEXTURE_TILE, size=2)  # where the chip sits in the texture's frame
+    reflectance = textured_reflectance(signatures, textures, class_map, int(phase[0]), int(phase[1]))
+    image = _render(reflectance, illumination, rng, noise_std=PIXEL_NOISE)
     nodata = _nodata_pixels(rng, size)
     image[:, nodata] = IMAGE_NODATA
     return _Chip(image=image, nodata=nodata, class_map=class_map, label=label)
@@ -362,6 +415,7 @@ def make_demo_dataset(
     counts = {"train": n_train, "val": n_val, "test": n_test}
     classes = class_names_for(num_classes) if "regression" not in task else []
     signatures = class_signatures(num_classes, num_bands, seed)
+    textures = class_textures(num_classes)
     base, slope = regression_signatures(num_bands, seed)
     bands = band_names_for(num_bands)
     stats = _TrainStatistics()
@@ -373,7 +427,7 @@ def make_demo_dataset(
             stem = f"chip_{index:04d}"
             if task in ("segmentation", "classification", "multilabel"):
                 # classification cycles through the classes so every split is balanced
-                chip = _class_chip(rng, signatures, size, task, forced_label=position % num_classes)
+                chip = _class_chip(rng, signatures, textures, size, task, forced_label=position % num_classes)
             else:
                 chip = _regression_chip(rng, base, slope, size)
             _write_chip(root, task, stem, index, chip, size, bands, classes)
@@ -389,7 +443,7 @@ def make_demo_dataset(
 
 def _check_args(task: str, **sizes: int) -> None:
     if task not in TASKS:
-        from terratorch.registry.registry import close_matches
+        from terratorch.choices import close_matches
 
         close = close_matches(task, TASKS, n=2)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -479,9 +533,11 @@ def make_demo_scene(
 ) -> Path:
     """Write one large georeferenced scene window by window (memory ~ one window, not the scene).
 
-    The scene uses the class signatures of ``make_demo_dataset(..., task="segmentation",
-    seed=seed)``, so a model trained on those chips segments it. Tiled (``block_size``) so that
-    windowed reads are cheap. A 16384 x 16384 x 6 int16 scene is 3.2 GB uncompressed.
+    The scene uses the class signatures, textures and noise of ``make_demo_dataset(...,
+    task="segmentation", seed=seed)``, so a model trained on those chips segments it; its fields
+    are larger (32 px lattice), which keeps the lattice small for huge scenes. Tiled
+    (``block_size``) so that windowed reads are cheap. A 16384 x 16384 x 6 int16 scene is 3.2 GB
+    uncompressed.
 
     Args:
         path: output GeoTIFF (int16 reflectance x 10000, nodata -9999, EPSG:32633).
@@ -504,6 +560,7 @@ def make_demo_scene(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     signatures = class_signatures(num_classes, num_bands, seed)
+    textures = class_textures(num_classes)
     cell = 32
     grid = _lattice(np.random.default_rng([seed, 1]), num_classes, height, width, cell)
     light = _lattice(np.random.default_rng([seed, 2]), 1, height, width, cell * 4)
@@ -514,7 +571,8 @@ def make_demo_scene(
     # whole tile rows, in column chunks: every write fills complete tiles, memory ~ one chunk
     chunk = max(block_size, (1 << 19) // block_size // block_size * block_size)
     bank_shape = (num_bands, block_size, chunk + block_size)
-    noise = 0.012 * np.random.default_rng([seed, 4]).standard_normal(bank_shape, dtype=np.float32)
+    noise = np.random.default_rng([seed, 4]).standard_normal(bank_shape, dtype=np.float32)
+    noise *= PIXEL_NOISE
     mask_dst = None
     with rasterio.open(path, "w", **profile, **extra) as dst:
         if mask_path is not None:
@@ -524,7 +582,9 @@ def make_demo_scene(
             for row0 in range(0, height, block_size):
                 for col0 in range(0, width, chunk):
                     window = Window(col0, row0, min(chunk, width - col0), min(block_size, height - row0))
-                    class_map = _write_scene_window(dst, window, (grid, light, noise), signatures, cell, seed)
+                    class_map = _write_scene_window(
+                        dst, window, (grid, light, noise), (signatures, textures), cell, seed
+                    )
                     if mask_dst is not None:
                         mask_dst.write(class_map.astype(np.uint8)[None], window=window)
         finally:
@@ -535,18 +595,20 @@ def make_demo_scene(
     return path
 
 
-def _write_scene_window(dst, window, fields, signatures, cell: int, seed: int) -> np.ndarray:
+def _write_scene_window(dst, window, fields, looks, cell: int, seed: int) -> np.ndarray:
     """Render and write one window of a scene; returns its ``(h, w)`` class map.
 
-    ``fields`` is ``(class lattice, illumination lattice, noise bank)``.
+    ``fields`` is ``(class lattice, illumination lattice, noise bank)``, ``looks`` is
+    ``(class signatures, class textures)``.
     """
     grid, light, noise_bank = fields
+    signatures, textures = looks
     row0, col0, nrows, ncols = int(window.row_off), int(window.col_off), int(window.height), int(window.width)
     rng = np.random.default_rng([seed, 3, row0, col0])
     class_map = np.argmax(smooth_field(grid, row0, nrows, ncols, cell, col0=col0), axis=0)
     illumination = smooth_field(light, row0, nrows, ncols, cell * 4, col0=col0)[0]
     offset = int(rng.integers(noise_bank.shape[2] - ncols + 1))
-    reflectance = np.take(signatures.T, class_map, axis=1)  # (B, h, w)
+    reflectance = textured_reflectance(signatures, textures, class_map, row0, col0)
     image = _render(reflectance, illumination, rng, noise=noise_bank[:, :nrows, offset : offset + ncols])
     image[:, rng.random((nrows, ncols)) < 1e-4] = IMAGE_NODATA
     dst.write(image, window=window)

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
+from terratorch.choices import did_you_mean
 from terratorch.datasets.generic_base import GenericGeoTIFFDataset
 from terratorch.datasets.utils import BandSpec, file_key, filter_split, find_files, read_split_file
-from terratorch.registry.registry import close_matches
 
 
 class GenericScalarLabelDataset(GenericGeoTIFFDataset):
@@ -109,7 +109,8 @@ class GenericNonGeoClassificationDataset(GenericScalarLabelDataset):
         unknown = [name for name in found if name not in self.classes]
         if unknown:
             raise ValueError(
-                f"{root} has class folder(s) {unknown} that are not among the classes {self.classes}"
+                f"{root} has class folder(s) {unknown} that are not among the classes {self.classes} "
+                "(class_names); list every class folder in class_names, or remove the extra folders"
             )
         if num_classes is not None and num_classes != len(self.classes):
             raise ValueError(
@@ -291,10 +292,9 @@ class GenericNonGeoScalarRegressionDataset(_CSVLabelDataset):
         column = 0
         if self.target_column is not None:
             if self.target_column not in self.columns:
-                close = close_matches(self.target_column, self.columns)
                 raise ValueError(
                     f"target_column {self.target_column!r} is not in label_file {self.label_file} "
-                    f"columns {self.columns}" + (f"; did you mean {close}?" if close else "")
+                    f"columns {self.columns}.{did_you_mean(self.target_column, self.columns)}"
                 )
             column = self.columns.index(self.target_column)
         try:

@@ -1,27 +1,49 @@
-"""Helpers shared by the GeoTIFF datasets: band selection, file discovery, windowed reads, nodata.
+"""Helpers shared by the GeoTIFF datasets: band selection, statistics files, file discovery, splits.
 
-rasterio is imported inside the functions that read files, so importing this module stays cheap.
+Raster reading and writing (windowed reads, nodata masks, ``write_geotiff``) live in
+:mod:`terratorch.io.geotiff`; the names are re-exported here for the datasets and older imports.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from terratorch.choices import close_matches
+from terratorch.io.geotiff import (
+    GeoTIFFError,
+    RasterRead,
+    nodata_mask,
+    raster_shape,
+    read_raster,
+    write_geotiff,
+)
 
-from terratorch.registry.registry import close_matches
+__all__ = [
+    "Band",
+    "BandSpec",
+    "GeoTIFFError",
+    "RasterRead",
+    "expand_bands",
+    "file_key",
+    "filter_split",
+    "find_files",
+    "in_split",
+    "load_float_list",
+    "nodata_mask",
+    "pair_images_labels",
+    "raster_shape",
+    "read_raster",
+    "read_split_file",
+    "select_band_indices",
+    "write_geotiff",
+]
 
 Band = str | int
 BandSpec = Sequence[Band | Sequence[int]]
-
-
-class GeoTIFFError(OSError):
-    """A GeoTIFF could not be opened or read (corrupt, truncated or not a raster); names the file."""
 
 
 # ----------------------------------------------------------------------------- bands
@@ -259,132 +281,3 @@ def _drop_extension(name: str) -> str:
     """``a.b.tif`` -> ``a.b`` (only the last extension, as split files list ``name.ext``)."""
     stem, dot, _ = name.rpartition(".")
     return stem if dot and stem else name
-
-
-# ----------------------------------------------------------------------------- reading
-
-
-@dataclass
-class RasterRead:
-    """The result of one windowed read.
-
-    Attributes:
-        data: ``(C, H, W)`` array in the file's dtype.
-        nodata_value: the file's nodata value (None when unset).
-        count: number of bands in the file.
-    """
-
-    data: np.ndarray
-    nodata_value: float | None
-    count: int
-
-    @property
-    def nodata(self) -> np.ndarray | None:
-        """``(C, H, W)`` bool mask: True where a pixel equals the nodata value or is NaN (None if
-        there can be none). Computed on access, so reads that do not need it skip the pass."""
-        return nodata_mask(self.data, self.nodata_value)
-
-
-def read_raster(
-    path: Path,
-    indexes_for: Callable[[int], list[int] | None] | None = None,
-    *,
-    window: Any = None,
-) -> RasterRead:
-    """Open ``path``, read one window of selected bands, close it.
-
-    Args:
-        path: the GeoTIFF.
-        indexes_for: called with the file's band count, returns the 1-based band indexes to read
-            (None: all); it raises ValueError when the file does not have the bands it needs.
-        window: a ``rasterio.windows.Window`` or None for the whole raster.
-
-    Raises:
-        GeoTIFFError: the file is missing, corrupt or truncated (message names the file).
-    """
-    import rasterio
-    from rasterio.errors import RasterioError
-
-    try:
-        with rasterio.open(path) as src:
-            indexes = indexes_for(src.count) if indexes_for is not None else None
-            data = src.read(indexes, window=window)
-            nodata_value = src.nodata
-            count = src.count
-    except RasterioError as error:
-        raise GeoTIFFError(f"cannot read GeoTIFF {str(path)!r}: {error}") from error
-    return RasterRead(data=data, nodata_value=nodata_value, count=count)
-
-
-def raster_shape(path: Path) -> tuple[int, int, int]:
-    """Return ``(count, height, width)`` from the header only (no pixels are read)."""
-    import rasterio
-    from rasterio.errors import RasterioError
-
-    try:
-        with rasterio.open(path) as src:
-            return src.count, src.height, src.width
-    except RasterioError as error:
-        raise GeoTIFFError(f"cannot read GeoTIFF {str(path)!r}: {error}") from error
-
-
-def nodata_mask(data: np.ndarray, nodata_value: float | None) -> np.ndarray | None:
-    """Boolean mask of pixels equal to ``nodata_value`` or NaN; None when there can be none."""
-    is_float = np.issubdtype(data.dtype, np.floating)
-    mask = None
-    if nodata_value is not None and not np.isnan(nodata_value):
-        mask = data == nodata_value
-    if is_float:
-        nan = np.isnan(data)
-        mask = nan if mask is None else mask | nan
-    return mask
-
-
-def write_geotiff(
-    path: str | Path,
-    array: np.ndarray,
-    *,
-    nodata: float | None = None,
-    crs: str | int = 32633,
-    transform: Any = None,
-    descriptions: Sequence[str] | None = None,
-    **profile: Any,
-) -> Path:
-    """Write a ``(C, H, W)`` or ``(H, W)`` array as a georeferenced GeoTIFF.
-
-    Args:
-        path: output file (parent directories are created).
-        array: pixel values; the dtype is kept.
-        nodata: the file's nodata value, or None.
-        crs: an EPSG code or any CRS string rasterio understands.
-        transform: affine transform; default: 30 m pixels at (500000, 5000000).
-        descriptions: optional band names stored in the file.
-        **profile: extra creation options (``tiled``, ``compress``, ...).
-    """
-    import rasterio
-    from affine import Affine
-    from rasterio.crs import CRS
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = array if array.ndim == 3 else array[None]
-    crs_obj = CRS.from_epsg(crs) if isinstance(crs, int) else CRS.from_user_input(crs)
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        height=data.shape[1],
-        width=data.shape[2],
-        count=data.shape[0],
-        dtype=data.dtype.name,
-        nodata=nodata,
-        crs=crs_obj,
-        transform=transform
-        if transform is not None
-        else Affine(30.0, 0.0, 500_000.0, 0.0, -30.0, 5_000_000.0),
-        **profile,
-    ) as dst:
-        dst.write(data)
-        for index, name in enumerate(descriptions or (), start=1):
-            dst.set_band_description(index, name)
-    return path

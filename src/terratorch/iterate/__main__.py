@@ -4,6 +4,9 @@ Phases: with none of ``--hpo``, ``--repeat``, ``--summarize`` the tool runs all 
 ``run_repetitions`` repetitions of each task's best configuration, then the report). Naming some of
 them runs only those; the report is written after every run that trains something.
 
+Exit codes (:mod:`terratorch.exit_codes`): 0 done, 1 invalid input, 2 usage, 3 a benchmark whose
+tasks partly failed, 130 interrupted (Ctrl-C or SIGTERM; rerun the command to continue).
+
 Any other ``--dotted.key VALUE`` overrides the config (``--n_trials 2``,
 ``--defaults.trainer_args.max_epochs 1``, ``--tasks.0.max_epochs 3``). Only argparse is imported
 until the arguments are parsed, so ``--help`` is instant.
@@ -15,6 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from terratorch import exit_codes
 
 __all__ = ["build_parser", "main", "split_overrides"]
 
@@ -128,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from terratorch.__main__ import run_friendly
 
     args = list(sys.argv[1:] if argv is None else argv)
-    return int(run_friendly(_main, args, argv=args) or 0)
+    return int(run_friendly(_main, args, argv=args) or exit_codes.OK)
 
 
 def _main(argv: list[str]) -> int:
@@ -152,19 +157,48 @@ def _main(argv: list[str]) -> int:
             overrides.append((key, "[" + ", ".join(repr(v) for v in getattr(args, key)) + "]"))
     if _summarize_config(args.config, overrides):
         return _summarize_only(args, overrides)
-    plan = load_plan(args.config, overrides)
+    # Every task's data is checked before anything trains; a dry run may be away from the data, so
+    # there the same problems are warnings.
+    plan = load_plan(args.config, overrides, check_data=not args.dry_run)
     if args.dry_run:
+        from terratorch.iterate.config import data_problems
+
+        for key, message in data_problems(plan):
+            print(f"warning: {key}: {message}", file=sys.stderr)
         print(plan.describe())
         print("dry run: config is valid; nothing was trained or written")
-        return 0
+        return exit_codes.OK
+    from terratorch.__main__ import debug_enabled
     from terratorch.iterate.runner import BenchmarkRunner
 
     backend = _backend(args, plan)  # connects and checks the cluster before anything is written
+    previous = _interrupt_on_sigterm()
     try:
-        return _run(args, BenchmarkRunner(plan, backend=backend))
+        return _run(args, BenchmarkRunner(plan, backend=backend, verbose=debug_enabled(argv)))
     finally:
-        if backend is not None:
-            backend.close()
+        backend.close()
+        _restore_sigterm(previous)
+
+
+def _interrupt_on_sigterm() -> Any:
+    """Turn SIGTERM into ``KeyboardInterrupt`` (exit 130, the running trial queued again)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    return signal.signal(signal.SIGTERM, interrupt)
+
+
+def _restore_sigterm(previous: Any) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _summarize_config(path: str, overrides: list[tuple[str, str]]) -> bool:
@@ -192,7 +226,7 @@ def _summarize_only(args: argparse.Namespace, overrides: list[tuple[str, str]]) 
         print(f"summarize {config.list_of_experiment_names} from {location.tracking_uri}")
         print(f"tasks {config.task_names or 'all'} metrics {config.task_metrics or 'each task metric'}")
         print("dry run: config is valid; nothing was read or written")
-        return 0
+        return exit_codes.OK
     parents = [args.parent_run_id] if args.parent_run_id else None
     results = load_results(location.tracking_uri, config.list_of_experiment_names, parents)
     if config.task_names:
@@ -202,19 +236,22 @@ def _summarize_only(args: argparse.Namespace, overrides: list[tuple[str, str]]) 
     output = Path(args.output) if args.output else base / "reports" / config.benchmark_name
     path = write_summary(results, output)
     print(f"report written to {path}")
-    return 0
+    return exit_codes.OK
 
 
 def _backend(args: argparse.Namespace, plan: Any) -> Any:
-    """The Ray backend when asked for (``--backend ray`` or a ``ray:`` block), else ``None`` (local)."""
+    """The connected backend: Ray when asked for (``--backend ray`` or a ``ray:`` block), else local."""
     name = args.backend or ("ray" if getattr(plan.config, "ray", None) is not None else "local")
     if name != "ray":
         if args.ray_address:
             raise ValueError("--ray-address is only used with --backend ray")
-        return None
-    from terratorch.iterate.backends.ray import RayBackend
+        from terratorch.iterate.backends import get_backend
 
-    backend = RayBackend.from_plan(plan, address=args.ray_address)
+        backend = get_backend("local")
+    else:
+        from terratorch.iterate.backends.ray import RayBackend
+
+        backend = RayBackend.from_plan(plan, address=args.ray_address)
     backend.connect()
     return backend
 
@@ -224,7 +261,8 @@ def _run(args: argparse.Namespace, runner: Any) -> int:
     phases = (args.hpo, args.repeat, args.summarize)
     if args.summarize and not (args.hpo or args.repeat):
         parents = [args.parent_run_id] if args.parent_run_id else None
-        return 0 if runner.summarize(parents, args.output, experiments=args.experiments) else 1
+        written = runner.summarize(parents, args.output, experiments=args.experiments)
+        return exit_codes.OK if written else exit_codes.INVALID_INPUT
     everything = not any(phases)
     outcome = runner.run(
         hpo=everything or args.hpo,
@@ -236,8 +274,8 @@ def _run(args: argparse.Namespace, runner: Any) -> int:
     )
     if outcome.failed_tasks:
         print(f"failed tasks: {', '.join(outcome.failed_tasks)}", file=sys.stderr)
-        return 3
-    return 0
+        return exit_codes.FAILED_TASKS
+    return exit_codes.OK
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -254,7 +292,7 @@ def _convert(args: argparse.Namespace) -> int:
     if args.template or args.prefix:
         _apply_template(path, args.template, args.prefix)
     print(f"benchmark config written to {path}")
-    return 0
+    return exit_codes.OK
 
 
 def _apply_template(path: Any, template: str | None, prefix: str | None) -> None:

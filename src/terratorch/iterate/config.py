@@ -27,7 +27,6 @@ The file is read with the CLI's YAML loader, so ``lr: 1e-6`` is a float as in ``
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import importlib
 import inspect
@@ -44,6 +43,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from terratorch.choices import did_you_mean
 from terratorch.iterate import space as space_mod
 from terratorch.iterate.metrics_table import DIRECTIONS, TASK_TYPES, resolve_metric
 
@@ -56,11 +56,13 @@ __all__ = [
     "TaskSpec",
     "apply_overrides",
     "build_plan",
+    "data_problems",
     "is_summarize_config",
     "load_config",
     "load_plan",
     "load_summarize_config",
     "parse_config",
+    "used_splits",
 ]
 
 # Keys that do not change what a trial computes: left out of the config hash, so raising n_trials or
@@ -401,12 +403,23 @@ def _parse(raw: Mapping[str, Any]) -> tuple[BenchmarkConfig | None, list[tuple[s
 
 
 def load_plan(
-    path: str | os.PathLike[str], overrides: Sequence[tuple[str, str]] = (), check_imports: bool = True
+    path: str | os.PathLike[str],
+    overrides: Sequence[tuple[str, str]] = (),
+    check_imports: bool = True,
+    check_data: bool = False,
 ) -> BenchmarkPlan:
     """Load, validate and plan a config file, reporting schema and semantic problems together.
 
     Unknown keys do not hide the other problems: they are reported, dropped, and the remaining
     config is checked as well.
+
+    Args:
+        path: The YAML file.
+        overrides: ``(dotted key, YAML value)`` pairs (see :func:`apply_overrides`).
+        check_imports: Import user modules and validate the sections with the ``terratorch fit`` parser.
+        check_data: Once the config itself is valid, also check every task's data folders, globs and
+            files (:func:`data_problems`), so that a task's missing data is reported before another
+            task trains. Off by default: a config can be validated (``--dry-run``) away from its data.
 
     Raises:
         FileNotFoundError: The file does not exist.
@@ -421,6 +434,8 @@ def load_plan(
         except ConfigError as error:
             problems += error.problems
         else:
+            if not problems and check_data:
+                problems = data_problems(plan)
             if not problems:
                 return plan
     raise ConfigError(_dedupe(problems), source)
@@ -501,9 +516,8 @@ def _unknown_keys(node: Any, model: type[BaseModel], path: str, problems: list[t
 
 def _suggest(key: str, valid: Sequence[str]) -> str:
     """``"Did you mean 'x'? Valid keys: a, b"`` for an unknown ``key``."""
-    close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
-    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
-    return f"{hint}Valid keys: {', '.join(sorted(valid))}"
+    hint = did_you_mean(key, valid).lstrip()
+    return f"{hint + ' ' if hint else ''}Valid keys: {', '.join(sorted(valid))}"
 
 
 def _unknown_key_message(key: str, valid: Sequence[str]) -> str:
@@ -718,8 +732,7 @@ def _plan_task(
 ) -> TaskPlan | None:
     where = f"tasks[{index}]"
     if task.type not in TASK_TYPES:
-        close = difflib.get_close_matches(task.type, list(TASK_TYPES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(task.type, TASK_TYPES, n=1)
         problems.append(
             (f"{where}.type", f"unknown task type {task.type!r}.{hint} Valid: {sorted(TASK_TYPES)}")
         )
@@ -1000,3 +1013,139 @@ def _check_backbone(plan: TaskPlan, where: str, problems: list[tuple[str, str]])
         BACKBONE_REGISTRY.find_registry(backbone)
     except Exception as error:
         problems.append(("backbone.backbone", str(error)))
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: folders, globs and files of every task, checked before anything trains
+# ----------------------------------------------------------------------------------------------
+#: How each generic datamodule lays out its files: ``pixel`` (images and label rasters), ``folders``
+#: (one folder per class) or ``csv`` (images and a CSV of targets). Other datamodules are not checked.
+_DATA_LAYOUTS = {
+    "GenericNonGeoSegmentationDataModule": "pixel",
+    "GenericNonGeoPixelwiseRegressionDataModule": "pixel",
+    "GenericNonGeoClassificationDataModule": "folders",
+    "GenericNonGeoMultiLabelClassificationDataModule": "csv",
+    "GenericNonGeoScalarRegressionDataModule": "csv",
+}
+
+
+def used_splits(config: BenchmarkConfig) -> list[str]:
+    """Splits a benchmark reads: train and val (HPO), plus test when repetitions or ``test_models`` test."""
+    return ["train", "val"] + (["test"] if config.run_repetitions > 0 or config.test_models else [])
+
+
+def data_problems(plan: BenchmarkPlan) -> list[tuple[str, str]]:
+    """Every missing data folder, empty glob and missing file of the plan's tasks, with key paths.
+
+    Only the generic datamodules are checked (their layouts are known), only for
+    :func:`used_splits`, and only with directory listings and ``stat`` calls (no file is opened).
+    Paths below a ``demo_data`` root that is not generated yet are skipped: the run generates them.
+
+    Returns:
+        ``(key path, message)`` pairs such as ``("tasks[1].datamodule.init_args.train_data_root",
+        "directory 'x' does not exist (looked at /abs/x)")``.
+    """
+    pending = [
+        Path(spec.root).expanduser() for spec in plan.config.demo_data if not _has_entries(Path(spec.root))
+    ]
+    splits = used_splits(plan.config)
+    problems: list[tuple[str, str]] = []
+    for task in plan.tasks:
+        problems += _task_data_problems(task, splits, pending)
+    return problems
+
+
+def _has_entries(path: Path) -> bool:
+    path = path.expanduser()
+    return path.is_dir() and any(path.iterdir())
+
+
+def _task_data_problems(
+    task: TaskPlan, splits: Sequence[str], pending: Sequence[Path]
+) -> list[tuple[str, str]]:
+    layout = _DATA_LAYOUTS.get(str(task.datamodule.get("class_path", "")).rsplit(".", 1)[-1])
+    if layout is None:
+        return []
+    args = task.datamodule.get("init_args") or {}
+    where = f"tasks[{task.index}].datamodule.init_args"
+    found: list[tuple[str, str]] = []
+
+    def pending_path(value: Any) -> bool:
+        path = Path(str(value)).expanduser().absolute()
+        return any(path == root.absolute() or root.absolute() in path.parents for root in pending)
+
+    def need(key: str, kind: str) -> Path | None:
+        """The existing path of ``args[key]`` (a directory or a file), else None with a problem noted."""
+        value = args.get(key)
+        if value is None or pending_path(value):
+            return None
+        path = Path(str(value)).expanduser()
+        ok = path.is_dir() if kind == "directory" else path.is_file()
+        if not ok:
+            what = "does not exist" if not path.exists() else f"is not a {kind}"
+            found.append((f"{where}.{key}", f"{kind} {str(value)!r} {what} (looked at {path.absolute()})"))
+            return None
+        return path
+
+    img_grep = str(args.get("img_grep") or args.get("image_grep") or "*")
+    label_grep = str(args.get("label_grep") or "*")
+    globbed: set[tuple[str, Path | None]] = set()  # a folder shared by several splits is listed once
+    for split in splits:
+        root_key = f"{split}_data_root"
+        if args.get(root_key) is None:
+            if split == "train":
+                found.append(
+                    (f"{where}.{root_key}", "required key is missing: the folder of the training images")
+                )
+            elif split == "test":
+                found.append(
+                    (
+                        f"{where}.{root_key}",
+                        "required key is missing: run_repetitions/test_models test each "
+                        "best configuration on the test split",
+                    )
+                )
+            continue
+        root = need(root_key, "directory")
+        if root is not None:
+            pattern = f"*/{img_grep}" if layout == "folders" else img_grep
+            if (pattern, root) not in globbed and not _glob_matches(root, pattern):
+                inside = " (inside its class folders)" if layout == "folders" else ""
+                found.append(
+                    (f"{where}.img_grep", f"{img_grep!r} matches no file in {root_key} {str(root)!r}{inside}")
+                )
+            globbed.add((pattern, root))
+        need(f"{split}_split", "file")
+        if layout == "pixel":
+            label_key = f"{split}_label_data_root"
+            labels = need(label_key, "directory") if args.get(label_key) is not None else root
+            if (
+                labels is not None
+                and (label_grep, labels) not in globbed
+                and not _glob_matches(labels, label_grep)
+            ):
+                source = label_key if args.get(label_key) is not None else root_key
+                found.append(
+                    (f"{where}.label_grep", f"{label_grep!r} matches no file in {source} {str(labels)!r}")
+                )
+            globbed.add((label_grep, labels))
+        elif layout == "csv":
+            label_key = f"{split}_label_file" if args.get(f"{split}_label_file") is not None else "label_file"
+            if args.get(label_key) is None:
+                found.append(
+                    (
+                        f"{where}.label_file",
+                        f"required key is missing: the CSV of targets ({split}_label_file or label_file)",
+                    )
+                )
+            else:
+                need(label_key, "file")
+    for key in ("means", "stds"):
+        if isinstance(args.get(key), str):
+            need(key, "file")
+    return list(dict.fromkeys(found))
+
+
+def _glob_matches(root: Path, pattern: str) -> bool:
+    """True when ``pattern`` matches at least one file under ``root`` (stops at the first)."""
+    return any(not path.is_dir() for path in root.glob(pattern))

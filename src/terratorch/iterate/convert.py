@@ -122,14 +122,13 @@ def _class_spec(node: Any, key: str, path: Path, problems: list[tuple[str, str]]
 
 
 def _task_type(class_path: str, path: Path, problems: list[tuple[str, str]]) -> str | None:
-    from terratorch.registry.registry import close_matches
+    from terratorch.choices import did_you_mean
 
     by_class = _task_types_by_class()
     name = class_path.rsplit(".", 1)[-1]
     if name in by_class:
         return by_class[name]
-    hint = close_matches(name, by_class)
-    suggestion = f" Did you mean {hint}?" if hint else ""
+    suggestion = did_you_mean(name, by_class)
     problems.append(
         (
             str(path),

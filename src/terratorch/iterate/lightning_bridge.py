@@ -12,11 +12,12 @@ resolve exactly as in a fine-tuning config.
 from __future__ import annotations
 
 import copy
-import difflib
 import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from terratorch.choices import close_matches
 
 __all__ = [
     "SECTION_KEYS",
@@ -122,7 +123,7 @@ def _explain(section: str, raw: str, parser: Any, explained: str) -> str:
             for a in parser._actions
             if getattr(a, "dest", "").startswith("trainer.") and not a.dest.endswith(".help")
         )
-        close = difflib.get_close_matches(head, valid, n=3)
+        close = close_matches(head, valid)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         return f"trainer.{head}: not a lightning.Trainer argument.{hint}\nValid keys here: {', '.join(valid)}"
     problem = _CLASS_PATH_PROBLEM.search(raw)

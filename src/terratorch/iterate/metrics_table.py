@@ -65,10 +65,9 @@ def task_type_info(task_type: str) -> TaskTypeInfo:
     try:
         return TASK_TYPES[task_type]
     except KeyError:
-        from terratorch.registry.registry import close_matches
+        from terratorch.choices import did_you_mean
 
-        close = close_matches(task_type, TASK_TYPES)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(task_type, TASK_TYPES)
         raise ValueError(
             f"Unknown task type {task_type!r}; valid types are {sorted(TASK_TYPES)}.{hint}"
         ) from None

@@ -14,7 +14,7 @@ global changes and no GUI backend is ever touched.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from terratorch.iterate.summarize import BenchmarkResults, TaskResult
+    from terratorch.iterate.results import BenchmarkResults, TaskResult
 
 STYLE: dict[str, Any] = {
     "font.size": 10,
@@ -87,7 +87,7 @@ def _empty(ax: Axes, message: str) -> None:
 
 
 def _task_panel(ax: Axes, name: str, results: BenchmarkResults, colors: Mapping[str, Any], seed: int) -> None:
-    from terratorch.iterate.summarize import bootstrap_ci
+    from terratorch.iterate.statistics import bootstrap_ci
 
     info = results.task_info(name)
     labels = [e.label for e in results.experiments]
@@ -130,6 +130,20 @@ def _task_panel(ax: Axes, name: str, results: BenchmarkResults, colors: Mapping[
     ax.set_ylabel(_direction_label(f"{stage} {metric}", info.direction))
 
 
+def _per_task_figure(
+    results: BenchmarkResults, title: str, draw: Callable[[Axes, str, Mapping[str, Any]], None]
+) -> Figure:
+    """A figure with one panel per task, ``draw(ax, task, colors)`` filling each (a note if none)."""
+    names = results.task_names()
+    colors = experiment_colors([e.label for e in results.experiments])
+    fig, axes = _panels(len(names), title)
+    if not names:
+        _empty(axes[0], "No task results were found.")
+    for ax, name in zip(axes, names):
+        draw(ax, name, colors)
+    return fig
+
+
 def task_scores_figure(results: BenchmarkResults, seed: int = 0) -> Figure:
     """One panel per task: each experiment's mean score with its 95 % CI and its seed scores.
 
@@ -137,14 +151,10 @@ def task_scores_figure(results: BenchmarkResults, seed: int = 0) -> Figure:
     """
     from matplotlib import rc_context
 
-    names = results.task_names()
-    colors = experiment_colors([e.label for e in results.experiments])
     with rc_context(STYLE):
-        fig, axes = _panels(len(names), "Scores per task")
-        if not names:
-            _empty(axes[0], "No task results were found.")
-        for ax, name in zip(axes, names):
-            _task_panel(ax, name, results, colors, seed)
+        fig = _per_task_figure(
+            results, "Scores per task", lambda ax, name, colors: _task_panel(ax, name, results, colors, seed)
+        )
         fig.text(
             0.5,
             -0.02,
@@ -218,15 +228,10 @@ def hpo_convergence_figure(results: BenchmarkResults) -> Figure:
     """
     from matplotlib import rc_context
 
-    names = results.task_names()
-    colors = experiment_colors([e.label for e in results.experiments])
     with rc_context(STYLE):
-        fig, axes = _panels(len(names), "HPO convergence")
-        if not names:
-            _empty(axes[0], "No task results were found.")
-        for ax, name in zip(axes, names):
-            _convergence_panel(ax, name, results, colors)
-    return fig
+        return _per_task_figure(
+            results, "HPO convergence", lambda ax, name, colors: _convergence_panel(ax, name, results, colors)
+        )
 
 
 def plot_hpo_convergence(results: BenchmarkResults, path: str | Path) -> Path:

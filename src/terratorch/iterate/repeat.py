@@ -3,32 +3,48 @@
 Each repetition ``i`` of task ``t`` trains with seed ``repeat_seed(master_seed, t, i)``, then runs
 the test split on the best-validation checkpoint (``report_on_best_val: true``) or the final weights.
 It is an MLflow run under the task run (``terratorch.level=repeat``) with the test metrics and the
-score ``test/<metric>``. Finished repetitions are found again by their parent run id and index, so
-a resumed benchmark only runs the missing ones; interrupted ones are closed as KILLED and redone.
+score ``test/<metric>``.
+
+Every repetition is a unit of :class:`~terratorch.iterate.workers.UnitLedger`: exactly one worker
+runs it, even with several workers on one store; the unit of a killed worker is taken over (its
+MLflow run closed as KILLED and redone), a finished or failed one is never redone. A failed
+repetition is recorded (traceback, tags) and the others still run.
 
 The scores of every finished repetition are written to ``repeated_results.csv`` (storage directory
-and benchmark-run artifact) with columns :data:`CSV_COLUMNS`.
+and benchmark-run artifact) with columns :data:`CSV_COLUMNS`, once per set of repetitions.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
-import shutil
-import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from terratorch.iterate import seeds
+from terratorch.iterate import seeds, workers
 from terratorch.iterate.metrics_table import test_split_metric
-from terratorch.iterate.tracking import RunLevel
+from terratorch.iterate.tracking import (
+    FAILURE_TAG,
+    LEVEL_TAG,
+    REPEAT_INDEX_TAG,
+    SCORE_METRIC_TAG,
+    SEED_TAG,
+    STATUS_TAG,
+    TASK_TAG,
+    RunLevel,
+    RunStatus,
+    Tracker,
+)
 
 if TYPE_CHECKING:
+    from terratorch.iterate.config import TaskPlan
     from terratorch.iterate.runner import BenchmarkRunner, TaskOutcome
 
-__all__ = ["CSV_COLUMNS", "run_repetitions"]
+__all__ = ["CSV_COLUMNS", "RepeatContext", "run_repetitions"]
 
 CSV_COLUMNS = [
     "experiment",
@@ -43,139 +59,181 @@ CSV_COLUMNS = [
 ]
 
 
-def run_repetitions(runner: BenchmarkRunner, bench_id: str, outcomes: list[TaskOutcome]) -> Path | None:
-    """Run the missing repetitions of every task that has a best configuration; write the CSV."""
-    tracker = runner.tracker
-    assert tracker is not None
-    rows: list[dict[str, Any]] = []
-    plans = {p.name: p for p in runner.plan.tasks}
+@dataclass
+class RepeatContext:
+    """What the repetitions need from the benchmark (instead of the whole runner).
+
+    Attributes:
+        tracker: MLflow operations.
+        units: The exactly-once ledger shared by all workers.
+        experiment_id: MLflow experiment of the benchmark.
+        bench_id: The benchmark run.
+        config: The benchmark config (seed, repetitions, saving/testing options, names).
+        plans: Task plans by name.
+        folder: Where ``repeated_results.csv`` is written.
+        out: Progress printer.
+    """
+
+    tracker: Tracker
+    units: workers.UnitLedger
+    experiment_id: str
+    bench_id: str
+    config: Any
+    plans: Mapping[str, TaskPlan]
+    folder: Path
+    out: Callable[[str], None]
+
+    @classmethod
+    def of(cls, runner: BenchmarkRunner, bench_id: str) -> RepeatContext:
+        """The context of ``runner``'s benchmark run ``bench_id``."""
+        assert runner.tracker is not None and runner.units is not None
+        return cls(
+            tracker=runner.tracker,
+            units=runner.units,
+            experiment_id=runner.experiment_id,
+            bench_id=bench_id,
+            config=runner.config,
+            plans={p.name: p for p in runner.plan.tasks},
+            folder=runner.location.local_dir or Path.cwd(),
+            out=runner.out,
+        )
+
+
+def run_repetitions(context: RepeatContext, outcomes: list[TaskOutcome]) -> tuple[Path | None, str]:
+    """Run the repetitions no worker has done yet, wait for the others', write the CSV once.
+
+    Returns:
+        The CSV path (``None`` when no repetition finished) and its text.
+    """
+    units = []
+    finished_tasks = []
     for outcome in outcomes:
-        plan = plans[outcome.name]
         if outcome.status != "finished" or outcome.task_run_id is None:
-            runner.out(f"task={outcome.name}: no successful trial, repetitions skipped")
+            context.out(f"task={outcome.name}: no successful trial, repetitions skipped")
             continue
-        done = _finished_repeats(runner, outcome.task_run_id)
-        for index in range(runner.config.run_repetitions):
-            if index not in done:
-                _one_repeat(runner, plan, outcome, index)
-        for run in _finished_repeats(runner, outcome.task_run_id).values():
-            rows.append(_row(runner, plan, run))
+        finished_tasks.append(outcome)
+        plan = context.plans[outcome.name]
+        for index in range(context.config.run_repetitions):
+            key = f"{context.bench_id}/repeat/{outcome.name}/{index}"
+            units.append((key, partial(_one_repeat, context, plan, outcome, index)))
+    context.units.run_all(units)
+    rows = [
+        _row(context, context.plans[outcome.name], run)
+        for outcome in finished_tasks
+        for run in _finished_repeats(context, outcome.task_run_id or "")
+    ]
     if not rows:
-        return None
-    return _write_csv(runner, bench_id, rows)
+        return None, ""
+    text = _csv_text(rows)
+    path = context.folder / "repeated_results.csv"
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    context.units.run_once(f"{context.bench_id}/repeated_results/{digest}", lambda: _write_csv(context, text))
+    return path, text
 
 
-def _finished_repeats(runner: BenchmarkRunner, task_run_id: str) -> dict[int, Any]:
-    """Finished repeat runs by index; RUNNING ones (from a killed process) are closed as KILLED."""
-    tracker = runner.tracker
-    assert tracker is not None
+def _repeat_runs(context: RepeatContext, task_run_id: str, index: int) -> list[Any]:
+    return [
+        run
+        for run in context.tracker.children(context.experiment_id, task_run_id, RunLevel.REPEAT)
+        if run.data.tags.get(REPEAT_INDEX_TAG) == str(index)
+    ]
+
+
+def _finished_repeats(context: RepeatContext, task_run_id: str) -> list[Any]:
+    """Finished repeat runs of a task, one per index, by index."""
     finished: dict[int, Any] = {}
-    for run in tracker.children(runner.experiment_id, task_run_id, RunLevel.REPEAT):
-        index = int(run.data.tags.get("terratorch.repeat_index", -1))
-        if run.info.status == "FINISHED" and run.data.tags.get("terratorch.status") == "finished":
+    for run in context.tracker.children(context.experiment_id, task_run_id, RunLevel.REPEAT):
+        index = int(run.data.tags.get(REPEAT_INDEX_TAG, -1))
+        if run.info.status == "FINISHED" and run.data.tags.get(STATUS_TAG) == RunStatus.FINISHED:
             finished.setdefault(index, run)
-        elif run.info.status == "RUNNING":
+    return [finished[i] for i in sorted(finished)]
+
+
+def _one_repeat(context: RepeatContext, plan: Any, outcome: TaskOutcome, index: int) -> None:
+    """Run repetition ``index`` of ``plan`` (this worker holds its unit) unless a run already did."""
+    from terratorch.iterate import trial
+
+    tracker, cfg = context.tracker, context.config
+    assert outcome.task_run_id is not None
+    for run in _repeat_runs(context, outcome.task_run_id, index):
+        if run.info.status in ("FINISHED", "FAILED"):
+            return  # done before the ledger knew (killed between the two records): not redone
+        if run.info.status == "RUNNING":  # its worker died (we hold the unit now)
             tracker.set_tags(
-                run.info.run_id, {"terratorch.status": "failed", "terratorch.failure": "interrupted"}
+                run.info.run_id, {STATUS_TAG: RunStatus.FAILED, FAILURE_TAG: RunStatus.INTERRUPTED}
             )
             tracker.set_status(run.info.run_id, "KILLED")
-    return finished
-
-
-def _one_repeat(runner: BenchmarkRunner, plan: Any, outcome: TaskOutcome, index: int) -> None:
-    from terratorch.iterate.trial import run_training
-
-    tracker = runner.tracker
-    assert tracker is not None
-    cfg = runner.config
+            context.out(
+                f"task={plan.name} repeat={index + 1}: run {run.info.run_id} was interrupted; redoing it"
+            )
     seed = seeds.repeat_seed(cfg.seed, plan.name, index)
-    resolved = plan.resolved(outcome.best_params)
     score_name = test_split_metric(plan.metric)
     run_id = tracker.create_run(
-        runner.experiment_id,
+        context.experiment_id,
         f"{plan.name}-repeat-{index}",
         {
-            "terratorch.level": RunLevel.REPEAT,
-            "terratorch.task": plan.name,
-            "terratorch.seed": seed,
-            "terratorch.repeat_index": index,
-            "terratorch.status": "running",
-            "terratorch.score_metric": score_name,
+            LEVEL_TAG: RunLevel.REPEAT,
+            TASK_TAG: plan.name,
+            SEED_TAG: seed,
+            REPEAT_INDEX_TAG: index,
+            STATUS_TAG: RunStatus.RUNNING,
+            SCORE_METRIC_TAG: score_name,
         },
         parent_run_id=outcome.task_run_id,
     )
     tracker.log_params(run_id, outcome.best_params)
-    trial_config = {"seed": seed, "metric": plan.metric, "direction": plan.direction, **resolved}
-    tracker.log_text(run_id, yaml.safe_dump(trial_config, sort_keys=False), "trial_config.yaml")
-    scratch = tracker.scratch_dir()
+    label = f"task={plan.name} repeat={index + 1}/{cfg.run_repetitions}"
     try:
-        result = run_training(
-            resolved,
-            metric=plan.metric,
-            direction=plan.direction,
+        result = trial.run_tracked(
+            tracker,
+            run_id,
+            plan,
+            plan.resolved(outcome.best_params),
             seed=seed,
-            on_epoch=lambda epoch, metrics: tracker.log_metrics(run_id, metrics, step=epoch),
-            early_stop_patience=plan.early_stop_patience,
-            max_run_duration=plan.max_run_duration,
-            checkpoint_dir=scratch,
+            checkpoints=True,
+            save_models=cfg.save_models,
             test=True,
             test_on_best=cfg.report_on_best_val,
+            required_metric=score_name,
+            kill_label=f"repeat-epoch:{plan.name}:{index}",
         )
-        if score_name not in result.test_metrics:
-            raise KeyError(
-                f"the test run did not log {score_name!r}; it logged {sorted(result.test_metrics)}"
-            )
-        tracker.log_metrics(run_id, result.test_metrics)
-        if cfg.save_models and result.best_checkpoint:
-            tracker.log_file(run_id, result.best_checkpoint, artifact_path="checkpoints")
-        tracker.set_tags(run_id, {"terratorch.status": "finished"})
-        tracker.set_status(run_id, "FINISHED")
-        runner.out(
-            f"task={plan.name} repeat={index + 1}/{cfg.run_repetitions} seed={seed} "
-            f"{score_name}={result.test_metrics[score_name]:.4g}"
-        )
-    except Exception as error:  # a failed repetition is recorded; the others still run
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        tracker.log_text(run_id, text, "traceback.txt")
-        tracker.set_tags(
-            run_id,
-            {"terratorch.status": "failed", "terratorch.error": f"{type(error).__name__}: {error}"[:5000]},
-        )
+    except Exception as error:  # recorded by run_tracked; the other repetitions still run
         tracker.set_status(run_id, "FAILED")
-        runner.out(
-            f"task={plan.name} repeat={index + 1}/{cfg.run_repetitions} failed: "
-            f"{type(error).__name__}: {error}"
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        context.out(f"{label} failed: {type(error).__name__}: {error}")
+        return
+    tracker.set_tags(run_id, {STATUS_TAG: RunStatus.FINISHED})
+    tracker.set_status(run_id, "FINISHED")
+    context.out(f"{label} seed={seed} {score_name}={result.test_metrics[score_name]:.4g}")
 
 
-def _row(runner: BenchmarkRunner, plan: Any, run: Any) -> dict[str, Any]:
+def _row(context: RepeatContext, plan: Any, run: Any) -> dict[str, Any]:
     score_name = test_split_metric(plan.metric)
     return {
-        "experiment": runner.config.experiment_name,
-        "backbone": runner.config.backbone_label(),
+        "experiment": context.config.experiment_name,
+        "backbone": context.config.backbone_label(),
         "task": plan.name,
         "task_type": plan.task_type,
         "metric": score_name,
         "direction": plan.direction,
-        "seed": run.data.tags.get("terratorch.seed"),
+        "seed": run.data.tags.get(SEED_TAG),
         "score": run.data.metrics.get(score_name),
         "run_id": run.info.run_id,
     }
 
 
-def _write_csv(runner: BenchmarkRunner, bench_id: str, rows: list[dict[str, Any]]) -> Path:
-    tracker = runner.tracker
-    assert tracker is not None
+def _csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    folder = runner.location.local_dir or Path.cwd()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "repeated_results.csv"
-    path.write_text(buffer.getvalue())
-    tracker.log_text(bench_id, buffer.getvalue(), "repeated_results.csv")
-    runner.out(f"repetition scores written to {path}")
-    return path
+    return buffer.getvalue()
+
+
+def _write_csv(context: RepeatContext, text: str) -> None:
+    context.folder.mkdir(parents=True, exist_ok=True)
+    path = context.folder / "repeated_results.csv"
+    partial_path = path.with_name(path.name + ".partial")
+    partial_path.write_text(text)
+    partial_path.replace(path)  # atomic: a kill never leaves half a file
+    context.tracker.log_text(context.bench_id, text, "repeated_results.csv")
+    context.out(f"repetition scores written to {path}")

@@ -10,12 +10,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import html
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from terratorch.iterate.summarize import BenchmarkResults
+    from terratorch.iterate.results import BenchmarkResults
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto;
@@ -35,7 +36,8 @@ figcaption { color: #555; font-size: 0.9rem; }
 _NOTES = (
     "Scores are the test-split values of the repeat runs (one per seed) or, for tasks that were "
     "not repeated, the best validation value of the HPO. mean and std are over seeds; IQM is the "
-    "interquartile mean; the 95% CI is a seeded percentile bootstrap of the mean. Normalised "
+    "interquartile mean (25% of the scores trimmed from each end); the 95% CI is a seeded percentile "
+    "bootstrap of the mean. Normalised "
     "scores map each task onto its reference range (1 = best end, direction-aware); tasks without "
     "a given range use [0, 1] for bounded metrics (mIoU, accuracy, F1, ...), else the min-max of "
     "the scores of all experiments shown (the range used is listed under the normalised table); a "
@@ -52,10 +54,19 @@ def image_data_uri(path: str | Path) -> str:
     return f"data:image/png;base64,{payload}"
 
 
+def format_value(value: Any) -> str:
+    """Compact text for a table cell: 4 decimals, scientific for tiny/huge, "-" for NaN/None."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:.4f}".rstrip("0").rstrip(".") if abs(value) < 1000 else f"{value:.1f}"
+    return "-" if value is None else str(value)
+
+
 def html_table(rows: Sequence[Mapping[str, Any]], highlight_failed: bool = False) -> str:
     """An HTML table of dict rows (numbers formatted like the markdown tables, text escaped)."""
-    from terratorch.iterate.summarize import format_value
-
     if not rows:
         return "<p><em>No rows.</em></p>"
     columns = list(rows[0])

@@ -1,29 +1,38 @@
 """The benchmark loop: for each task an Optuna study of training trials, tracked in MLflow.
 
-State and resumption (DESIGN.md "Nothing is lost"):
+Phases and resumption (DESIGN.md "Nothing is lost"). A benchmark run goes through the phases
+*tasks/HPO → repetitions → report*; each records its completion on the benchmark run (tags
+``terratorch.phase.<phase>``, see :mod:`terratorch.iterate.tracking`) and each unit of work in it
+is claimed in the Optuna store, so a rerun or a second worker continues the first incomplete
+phase and never redoes a finished unit:
 
 * The **benchmark run** (top-level MLflow run) is tagged with the config hash. Running the same
-  config again continues the newest benchmark run with that hash while it is not complete; a
-  complete one is continued only with ``--continue_existing_experiments`` (or when only
-  ``--repeat``/``--summarize`` is asked), otherwise a new benchmark run starts. ``--parent_run_id``
-  picks one explicitly.
+  config again continues the newest benchmark run with that hash while its measurement (HPO and
+  repetitions) or, when a report is asked for, its report is not complete; a complete one is
+  continued only with ``--continue_existing_experiments`` (or when only ``--repeat``/``--summarize``
+  is asked), otherwise a new benchmark run starts. ``--parent_run_id`` picks one explicitly.
 * Each task's **Optuna study** is named ``<experiment>/<task>/<benchmark run id>`` and keeps the
-  task run id in its user attributes; trial runs carry their Optuna trial id as a tag.
+  task run id in its user attributes; trial runs carry their Optuna trial number and their index.
+  Trial ``k`` is proposed by a sampler seeded from ``(master seed, task, k)``
+  (:mod:`terratorch.iterate.sampling`), so resuming does not propose earlier trials again.
 * Optuna heartbeats mark trials of a killed process as failed; ``RetryHeartbeatStaleTrialCallback``
-  queues them again with the same parameters, and their MLflow runs are closed as ``KILLED`` (kept,
-  never deleted). Trials that raised (bad hyperparameters, NaN loss, OOM) count towards ``n_trials``
-  and are not retried; killed trials do not count.
+  queues them again with the same parameters (and index, hence seed); their MLflow runs are closed
+  as ``KILLED`` (kept, never deleted). Trials that raised (bad hyperparameters, NaN loss, OOM) count
+  towards ``n_trials`` and are not retried; killed trials do not count.
+* Repetitions, the results table, the efficiency measurement and the report are **units** run
+  exactly once through :class:`~terratorch.iterate.workers.UnitLedger` (heartbeat leases: the unit
+  of a killed worker is taken over, the unit of a live one is waited for).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
-import shutil
+import logging
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,13 +44,45 @@ import yaml
 from terratorch.iterate import seeds, workers
 from terratorch.iterate.config import BenchmarkPlan, TaskPlan
 from terratorch.iterate.space import decode, sample
-from terratorch.iterate.tracking import RunLevel, Tracker, resolve_storage
+from terratorch.iterate.tracking import (
+    BACKBONE_TAG,
+    BEST_TRIAL_RUN_ID_TAG,
+    CONFIG_HASH_TAG,
+    DIRECTION_TAG,
+    FAILURE_TAG,
+    LEVEL_TAG,
+    MASTER_SEED_TAG,
+    METRIC_TAG,
+    N_COMPLETE_TAG,
+    N_FAILED_TAG,
+    N_PRUNED_TAG,
+    NOTE_TAG,
+    RETRY_OF_TAG,
+    SEED_TAG,
+    STATE_TAG,
+    STATUS_TAG,
+    STUDY_NAME_TAG,
+    TASK_TAG,
+    TASK_TYPE_TAG,
+    TRIAL_INDEX_TAG,
+    TRIAL_NUMBER_TAG,
+    Phase,
+    RunLevel,
+    RunStatus,
+    Tracker,
+    phase_tag,
+    resolve_storage,
+)
 
 __all__ = ["BenchmarkOutcome", "BenchmarkRunner", "TaskOutcome", "study_name"]
 
 Printer = Callable[[str], None]
-STATE_TAG = "terratorch.state"
 ERROR_ATTR = "error"  # Optuna user attr of trials that raised (they count towards n_trials)
+INDEX_ATTR = "trial_index"  # Optuna user attr: the trial's index (see terratorch.iterate.sampling)
+INTERRUPTED_ATTR = "interrupted"  # Optuna user attr of trials stopped by Ctrl-C/SIGTERM (re-queued)
+TASK_RUN_ATTR = "mlflow_task_run_id"  # Optuna study user attr
+RUN_ATTR = "mlflow_run_id"  # Optuna trial user attr
+logger = logging.getLogger("terratorch.iterate")
 
 
 @dataclass
@@ -85,9 +126,7 @@ def study_name(experiment: str, task: str, benchmark_run_id: str) -> str:
 def _created_elsewhere(study: Any) -> str | None:
     """The task run id another worker records in ``study`` (``None`` if it died before doing so)."""
     try:
-        return workers.wait_for(
-            lambda: study.user_attrs.get("mlflow_task_run_id"), "the task run", timeout=60
-        )
+        return workers.wait_for(lambda: study.user_attrs.get(TASK_RUN_ATTR), "the task run", timeout=60)
     except TimeoutError:
         return None
 
@@ -116,6 +155,42 @@ def _versions() -> dict[str, str]:
     return found
 
 
+class _OptunaRecords(logging.Handler):
+    """Forwards Optuna's log records to our logger; trial tracebacks only with ``--verbose``.
+
+    Optuna logs every failed trial at WARNING with its traceback. Our progress line already reports
+    the failure, and the traceback is stored with the trial run (``traceback.txt``), so without
+    ``--verbose`` such records go to DEBUG (hidden by default) without their traceback.
+    """
+
+    def __init__(self, verbose: bool) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and not self.verbose:
+            logger.debug(record.getMessage())
+        else:
+            logger.log(record.levelno, record.getMessage(), exc_info=record.exc_info)
+
+
+def route_optuna_logging(verbose: bool = False) -> None:
+    """Send Optuna's log records through ``terratorch.iterate`` (no tracebacks unless ``verbose``)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.disable_default_handler()
+    optuna.logging.disable_propagation()  # the root logger's handlers would print the traceback too
+    optuna_logger = logging.getLogger("optuna")
+    for old in [h for h in optuna_logger.handlers if isinstance(h, _OptunaRecords)]:
+        optuna_logger.removeHandler(old)
+    optuna_logger.addHandler(_OptunaRecords(verbose))
+
+
+def _digest(*texts: str) -> str:
+    return hashlib.sha256("\n".join(texts).encode("utf-8")).hexdigest()[:16]
+
+
 class BenchmarkRunner:
     """Runs a validated :class:`~terratorch.iterate.config.BenchmarkPlan`.
 
@@ -123,17 +198,23 @@ class BenchmarkRunner:
         plan: The validated plan (see :func:`terratorch.iterate.config.build_plan`).
         backend: Trial execution backend (default: :class:`~terratorch.iterate.backends.local.LocalBackend`).
         out: Where progress lines go (default ``print``).
+        verbose: Let Optuna's trial-failure tracebacks through (``--verbose``).
     """
 
-    def __init__(self, plan: BenchmarkPlan, backend: Any = None, out: Printer | None = None) -> None:
+    def __init__(
+        self, plan: BenchmarkPlan, backend: Any = None, out: Printer | None = None, verbose: bool = False
+    ) -> None:
         from terratorch.iterate.backends import get_backend
 
         self.plan = plan
         self.config = plan.config
+        self._owns_backend = backend is None  # a backend given by the caller is closed by the caller
         self.backend = backend or get_backend("local")
         self.out = out or (lambda line: print(line, flush=True))
+        self.verbose = verbose
         self.location = resolve_storage(self.config.storage_uri, self.config.optuna_storage)
         self.tracker: Tracker | None = None
+        self.units: workers.UnitLedger | None = None
         self.experiment_id = ""
 
     # -- entry point -----------------------------------------------------------------------------
@@ -147,45 +228,53 @@ class BenchmarkRunner:
         continue_existing: bool = False,
         report_dir: str | Path | None = None,
     ) -> BenchmarkOutcome:
-        """Run the requested phases (HPO, repetitions, summary) and return what happened."""
-        if self.location.local_dir is not None:  # workers started together generate demo data once
-            self.location.local_dir.mkdir(parents=True, exist_ok=True)
-            with workers.file_lock(self.location.local_dir / ".demo_data.lock"):
-                prepare_demo_data(self.config, self.out)
-        else:
-            prepare_demo_data(self.config, self.out)
-        workers.init_sqlite_stores(self.location.tracking_uri, self.location.optuna_url)
-        self.tracker = Tracker(self.location)
-        tracker, name = self.tracker, self.config.experiment_name
-        # retry: a worker started at the same moment may create the experiment first
-        self.experiment_id = workers.retry(lambda: tracker.experiment_id(name))
-        reuse = continue_existing or not hpo
-        bench_id = self._benchmark_run(parent_run_id, reuse)
+        """Run the requested phases (HPO, repetitions, report), continuing the first incomplete one."""
+        self.backend.connect()  # idempotent; a cluster is checked before anything is written
+        try:
+            return self._run(hpo, repeat, summarize, parent_run_id, continue_existing, report_dir)
+        finally:
+            if self._owns_backend:
+                self.backend.close()
+
+    def _run(
+        self,
+        hpo: bool,
+        repeat: bool,
+        summarize: bool,
+        parent_run_id: str | None,
+        continue_existing: bool,
+        report_dir: str | Path | None,
+    ) -> BenchmarkOutcome:
+        self._open_stores()
+        assert self.tracker is not None and self.units is not None
+        bench_id = self._benchmark_run(parent_run_id, continue_existing or not hpo, summarize)
         outcome = BenchmarkOutcome(benchmark_run_id=bench_id, experiment_id=self.experiment_id)
         self.out(f"benchmark run {bench_id} (experiment {self.config.experiment_name!r})")
         # Backends that can (Ray) run independent tasks concurrently; otherwise one after another.
-        map_tasks = getattr(self.backend, "map_tasks", None) or (lambda fn, items: [fn(i) for i in items])
         outcome.tasks.extend(
-            map_tasks(lambda task: self._task_hpo(task, bench_id, run_trials=hpo), self.plan.tasks)
+            self.backend.map_tasks(
+                lambda task: self._task_hpo(task, bench_id, run_trials=hpo), self.plan.tasks
+            )
         )
-        self._log_results_table(bench_id, outcome.tasks)
+        results_text = self._log_results_table(bench_id, outcome.tasks)
         if hpo:
             self._log_efficiency(bench_id, outcome.tasks)
+            self.tracker.set_tags(bench_id, {phase_tag(Phase.HPO): Phase.COMPLETE})
+        repeats_text = ""
         if repeat and self.config.run_repetitions > 0:
-            from terratorch.iterate.repeat import run_repetitions
+            from terratorch.iterate.repeat import RepeatContext, run_repetitions
 
-            outcome.repeats_csv = run_repetitions(self, bench_id, outcome.tasks)
-        complete = hpo and (repeat or self.config.run_repetitions == 0)
+            context = RepeatContext.of(self, bench_id)
+            outcome.repeats_csv, repeats_text = run_repetitions(context, outcome.tasks)
+            self.tracker.set_tags(bench_id, {phase_tag(Phase.REPEATS): Phase.COMPLETE})
+        tags = self.tracker.get_run(bench_id).data.tags
+        complete = tags.get(phase_tag(Phase.HPO)) == Phase.COMPLETE and (
+            self.config.run_repetitions == 0 or tags.get(phase_tag(Phase.REPEATS)) == Phase.COMPLETE
+        )
         self.tracker.set_tags(bench_id, {STATE_TAG: "complete" if complete else "partial"})
         self.tracker.set_status(bench_id, "FINISHED")
         if summarize:
-            try:
-                outcome.report = self.summarize([bench_id], report_dir)
-            except Exception as error:  # the results are stored; the report can be rebuilt later
-                self.out(
-                    f"report could not be written ({type(error).__name__}: {error}); "
-                    "rebuild it with --summarize"
-                )
+            outcome.report = self._report(bench_id, report_dir, _digest(results_text, repeats_text))
         for task in outcome.tasks:
             value = "-" if task.best_value is None else f"{task.best_value:.4g}"
             self.out(
@@ -193,30 +282,72 @@ class BenchmarkRunner:
             )
         return outcome
 
+    def _open_stores(self) -> None:
+        """Demo data, databases (created once even by workers started together), experiment."""
+        if self.location.local_dir is not None:  # workers started together generate demo data once
+            self.location.local_dir.mkdir(parents=True, exist_ok=True)
+            with workers.file_lock(self.location.local_dir / ".demo_data.lock"):
+                prepare_demo_data(self.config, self.out)
+        else:
+            prepare_demo_data(self.config, self.out)
+        workers.init_sqlite_stores(self.location.tracking_uri, self.location.optuna_url)
+        route_optuna_logging(self.verbose)
+        self.tracker = Tracker(self.location)
+        self.units = workers.UnitLedger(
+            self.location.optuna_url, self.config.heartbeat_interval, out=self.out
+        )
+        tracker, name = self.tracker, self.config.experiment_name
+        # retry: a worker started at the same moment may create the experiment first
+        self.experiment_id = workers.retry(lambda: tracker.experiment_id(name))
+
+    def _report(self, bench_id: str, report_dir: str | Path | None, signature: str) -> Path | None:
+        """The report phase: written once per state of the results (by one worker), then tagged complete."""
+        assert self.tracker is not None and self.units is not None
+        written: list[Path | None] = []
+
+        def write() -> None:
+            written.append(self.summarize([bench_id], report_dir))
+            workers.kill_point("report-written")
+
+        try:
+            if not self.units.run_once(f"{bench_id}/report/{signature}", write):
+                written.append(self._report_path([bench_id], report_dir) / "report.html")
+                self.out(f"report written by another worker: {written[-1]}")
+        except Exception as error:  # the results are stored; the report can be rebuilt later
+            self.out(
+                f"report could not be written ({type(error).__name__}: {error}); rebuild it with --summarize"
+            )
+            return None
+        self.tracker.set_tags(bench_id, {phase_tag(Phase.REPORT): Phase.COMPLETE})
+        return written[-1]
+
     # -- benchmark run ---------------------------------------------------------------------------
-    def _benchmark_run(self, parent_run_id: str | None, reuse: bool) -> str:
+    def _benchmark_run(self, parent_run_id: str | None, reuse: bool, report: bool) -> str:
         assert self.tracker is not None
         config_hash = self.config.config_hash()
         if parent_run_id:
             run = self.tracker.get_run(parent_run_id)
-            level = run.data.tags.get("terratorch.level")
+            level = run.data.tags.get(LEVEL_TAG)
             if level != RunLevel.BENCHMARK or run.info.experiment_id != self.experiment_id:
                 raise ValueError(
                     f"--parent_run_id {parent_run_id} is not a benchmark run of experiment "
                     f"{self.config.experiment_name!r} (level={level!r}, "
                     f"experiment id {run.info.experiment_id})"
                 )
-            if run.data.tags.get("terratorch.config_hash") != config_hash:
+            if run.data.tags.get(CONFIG_HASH_TAG) != config_hash:
                 self.out(f"warning: run {parent_run_id} was started with a different config (hash differs)")
             self._reopen(parent_run_id)
             return parent_run_id
         found = self.tracker.search(
-            self.experiment_id,
-            {"terratorch.level": RunLevel.BENCHMARK, "terratorch.config_hash": config_hash},
+            self.experiment_id, {LEVEL_TAG: RunLevel.BENCHMARK, CONFIG_HASH_TAG: config_hash}
         )
         if found:
             latest = found[0]
-            if latest.data.tags.get(STATE_TAG) != "complete" or reuse:
+            tags = latest.data.tags
+            unfinished = tags.get(STATE_TAG) != "complete" or (
+                report and tags.get(phase_tag(Phase.REPORT)) != Phase.COMPLETE
+            )
+            if unfinished or reuse:
                 self.out(f"continuing benchmark run {latest.info.run_id} (same config hash {config_hash})")
                 self._reopen(latest.info.run_id)
                 return latest.info.run_id
@@ -228,8 +359,7 @@ class BenchmarkRunner:
         # Another worker is creating this benchmark run right now: join it.
         def newer() -> str | None:
             runs = self.tracker.search(
-                self.experiment_id,
-                {"terratorch.level": RunLevel.BENCHMARK, "terratorch.config_hash": config_hash},
+                self.experiment_id, {LEVEL_TAG: RunLevel.BENCHMARK, CONFIG_HASH_TAG: config_hash}
             )
             return runs[0].info.run_id if runs and runs[0].info.run_id != previous else None
 
@@ -241,22 +371,24 @@ class BenchmarkRunner:
         return run_id
 
     def _reopen(self, run_id: str) -> None:
+        """Mark a continued benchmark run running; its report is due again (the results may change)."""
         assert self.tracker is not None
         self.tracker.set_status(run_id, "RUNNING")
-        self.tracker.set_tags(run_id, {STATE_TAG: "running"})
+        self.tracker.set_tags(run_id, {STATE_TAG: "running", phase_tag(Phase.REPORT): "pending"})
 
     def _new_benchmark_run(self, config_hash: str) -> str:
         assert self.tracker is not None
         cfg = self.config
         tags = {
-            "terratorch.level": RunLevel.BENCHMARK,
-            "terratorch.backbone": cfg.backbone_label(),
-            "terratorch.master_seed": cfg.seed,
-            "terratorch.config_hash": config_hash,
+            LEVEL_TAG: RunLevel.BENCHMARK,
+            BACKBONE_TAG: cfg.backbone_label(),
+            MASTER_SEED_TAG: cfg.seed,
+            CONFIG_HASH_TAG: config_hash,
             STATE_TAG: "running",
+            phase_tag(Phase.REPORT): "pending",
         }
         if cfg.description:
-            tags["mlflow.note.content"] = cfg.description
+            tags[NOTE_TAG] = cfg.description
         run_id = self.tracker.create_run(self.experiment_id, cfg.run_name or cfg.experiment_name, tags)
         self.tracker.log_params(run_id, cfg.model_dump(mode="json"))
         source = Path(self.plan.source)
@@ -276,16 +408,19 @@ class BenchmarkRunner:
             self._reconcile(task, study, task_run_id)
             if run_trials:
                 self._run_trials(task, study, task_run_id)
-            return self._finish_task(task, study, task_run_id)
+            outcome = self._finish_task(task, study, task_run_id)
         except Exception as error:  # one broken task must not stop the others
             self.out(f"task={task.name} failed before its trials could run: {type(error).__name__}: {error}")
             return TaskOutcome(name=task.name, status="failed", error=f"{type(error).__name__}: {error}")
+        workers.kill_point(f"after-task:{task.name}")
+        return outcome
 
     def _study(self, task: TaskPlan, bench_id: str) -> Any:
         import optuna
         from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        from terratorch.iterate.sampling import TrialSeededSampler
+
         cfg = self.config
         with warnings.catch_warnings():  # heartbeats are marked experimental, and we rely on them
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -295,12 +430,6 @@ class BenchmarkRunner:
                 grace_period=2 * cfg.heartbeat_interval,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=cfg.max_retries),
             )
-        seed = seeds.sampler_seed(cfg.seed, task.name)
-        sampler = (
-            optuna.samplers.TPESampler(seed=seed)
-            if cfg.bayesian_search
-            else optuna.samplers.RandomSampler(seed)
-        )
         pruner = (
             optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
             if task.early_prune
@@ -309,7 +438,7 @@ class BenchmarkRunner:
         return optuna.create_study(
             study_name=study_name(cfg.experiment_name, task.name, bench_id),
             storage=storage,
-            sampler=sampler,
+            sampler=TrialSeededSampler(cfg.seed, task.name, bayesian=cfg.bayesian_search),
             pruner=pruner,
             direction="maximize" if task.direction == "max" else "minimize",
             load_if_exists=True,
@@ -317,17 +446,17 @@ class BenchmarkRunner:
 
     def _task_run(self, task: TaskPlan, bench_id: str, study: Any) -> str:
         assert self.tracker is not None
-        run_id = study.user_attrs.get("mlflow_task_run_id")
+        run_id = study.user_attrs.get(TASK_RUN_ATTR)
         if run_id is None:
             # Killed between creating the run and recording it in the study: find it by parent id + tag.
             existing = [
                 r
                 for r in self.tracker.children(self.experiment_id, bench_id, RunLevel.TASK)
-                if r.data.tags.get("terratorch.task") == task.name
+                if r.data.tags.get(TASK_TAG) == task.name
             ]
             if existing:
                 run_id = existing[0].info.run_id
-            elif not workers.claim(study._storage, f"{study.study_name}/task-run") and (
+            elif not workers.claim(self.location.optuna_url, f"{study.study_name}/task-run") and (
                 run_id := _created_elsewhere(study)
             ):
                 return run_id
@@ -336,17 +465,17 @@ class BenchmarkRunner:
                     self.experiment_id,
                     task.name,
                     {
-                        "terratorch.level": RunLevel.TASK,
-                        "terratorch.task": task.name,
-                        "terratorch.task_type": task.task_type,
-                        "terratorch.metric": task.metric,
-                        "terratorch.direction": task.direction,
-                        "terratorch.status": "running",
-                        "terratorch.study_name": study.study_name,
+                        LEVEL_TAG: RunLevel.TASK,
+                        TASK_TAG: task.name,
+                        TASK_TYPE_TAG: task.task_type,
+                        METRIC_TAG: task.metric,
+                        DIRECTION_TAG: task.direction,
+                        STATUS_TAG: RunStatus.RUNNING,
+                        STUDY_NAME_TAG: study.study_name,
                     },
                     parent_run_id=bench_id,
                 )
-            study.set_user_attr("mlflow_task_run_id", run_id)
+            study.set_user_attr(TASK_RUN_ATTR, run_id)
         else:
             self.tracker.set_status(run_id, "RUNNING")
         return run_id
@@ -360,20 +489,38 @@ class BenchmarkRunner:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self._expire_dead_trials(task, study)
-        states = {t._trial_id: t.state for t in study.get_trials(deepcopy=False)}
+        self._requeue_interrupted(study)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         for run in self.tracker.children(self.experiment_id, task_run_id, RunLevel.TRIAL):
             if run.info.status != "RUNNING":
                 continue
-            trial_id = int(run.data.tags.get("terratorch.optuna_trial_id", -1))
-            if states.get(trial_id) in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
+            number = int(run.data.tags.get(TRIAL_NUMBER_TAG, -1))
+            if states.get(number) in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
                 continue  # alive in another worker, or finished there and closed by its callback
             self.tracker.set_tags(
-                run.info.run_id, {"terratorch.status": "failed", "terratorch.failure": "interrupted"}
+                run.info.run_id, {STATUS_TAG: RunStatus.FAILED, FAILURE_TAG: RunStatus.INTERRUPTED}
             )
             self.tracker.set_status(run.info.run_id, "KILLED")
             self.out(
                 f"task={task.name}: trial run {run.info.run_id} was interrupted; its trial is queued again"
             )
+
+    def _requeue_interrupted(self, study: Any) -> None:
+        """Queue again, once, the trials a Ctrl-C/SIGTERM stopped (heartbeats only catch dead processes)."""
+        from optuna.storages import RetryHeartbeatStaleTrialCallback
+        from optuna.trial import TrialState
+
+        trials = study.get_trials(deepcopy=False)
+        retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+        for trial in trials:
+            if trial.state != TrialState.FAIL or not trial.user_attrs.get(INTERRUPTED_ATTR):
+                continue
+            if trial.number in retried:
+                continue
+            if workers.claim(self.location.optuna_url, f"{study.study_name}/requeue/{trial.number}"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    RetryHeartbeatStaleTrialCallback(max_retry=self.config.max_retries)(study, trial)
 
     def _expire_dead_trials(self, task: TaskPlan, study: Any) -> None:
         """Wait (at most the grace period) for trials of killed processes to go stale, then fail them."""
@@ -385,8 +532,7 @@ class BenchmarkRunner:
             grace = 2 * self.config.heartbeat_interval
             self.out(
                 f"task={task.name}: {len(running)} trial(s) marked running; waiting up to {grace + 2}s "
-                "for their "
-                "heartbeat to expire (a killed run) or continue (another live process)"
+                "for their heartbeat to expire (a killed run) or continue (another live process)"
             )
             deadline = time.monotonic() + grace + 2
             while running and time.monotonic() < deadline:
@@ -424,100 +570,86 @@ class BenchmarkRunner:
         callback = self._after_trial(task, task_run_id)
         attempts = 0
         limit = n_trials * (self.config.max_retries + 2)
-        batch = getattr(self.backend, "map_tasks", None) is not None  # parallel backends take several
         while self._done(study) < n_trials and attempts < limit:
-            count = n_trials - self._done(study) if batch else 1
+            count = n_trials - self._done(study) if self.backend.parallel else 1
             self.backend.optimize(study, objective, n_trials=count, callbacks=[callback])
             attempts += 1
         workers.wait_for_peers(study, self.out, label=f"task={task.name}: ")
 
     def _objective(self, task: TaskPlan, task_run_id: str) -> Callable[[Any], float]:
-        from terratorch.iterate.trial import PruningCallback, run_training
+        from terratorch.iterate.sampling import retry_root, trial_index
 
         cfg = self.config
         tracker = self.tracker
+        experiment_id = self.experiment_id
         assert tracker is not None
 
         def objective(trial: Any) -> float:
-            if workers.is_surplus(trial.study, trial._trial_id, cfg.n_trials):
-                workers.mark_surplus(trial.study, trial._trial_id)
+            import optuna
+
+            from terratorch.iterate import trial as training
+
+            if workers.is_surplus(trial.study, trial.number, cfg.n_trials):
+                workers.mark_surplus(trial)
                 raise workers.SurplusTrialError("another worker already started the last trial")
-            original = trial.storage.get_trial_system_attrs(trial._trial_id).get("failed_trial")
-            number = trial.number if original is None else original
-            seed = seeds.trial_seed(cfg.seed, task.name, number)
+            trials = trial.study.get_trials(deepcopy=False)
+            frozen = next(t for t in trials if t.number == trial.number)
+            original = retry_root(frozen)
+            index = trial_index(trials, trial.number)
+            seed = seeds.trial_seed(cfg.seed, task.name, index)
             values = sample(trial, task.space)
             resolved = task.resolved(values)
             run_id = tracker.create_run(
-                self.experiment_id,
+                experiment_id,
                 f"{task.name}-trial-{trial.number}",
                 {
-                    "terratorch.level": RunLevel.TRIAL,
-                    "terratorch.task": task.name,
-                    "terratorch.trial_number": trial.number,
-                    "terratorch.optuna_trial_id": trial._trial_id,
-                    "terratorch.status": "running",
-                    "terratorch.seed": seed,
-                    **({"terratorch.retry_of": original} if original is not None else {}),
+                    LEVEL_TAG: RunLevel.TRIAL,
+                    TASK_TAG: task.name,
+                    TRIAL_NUMBER_TAG: trial.number,
+                    TRIAL_INDEX_TAG: index,
+                    STATUS_TAG: RunStatus.RUNNING,
+                    SEED_TAG: seed,
+                    **({RETRY_OF_TAG: original} if original is not None else {}),
                 },
                 parent_run_id=task_run_id,
             )
-            trial.set_user_attr("mlflow_run_id", run_id)
+            trial.set_user_attr(RUN_ATTR, run_id)
             trial.set_user_attr("seed", seed)
+            trial.set_user_attr(INDEX_ATTR, index)
             tracker.log_params(run_id, values)
-            trial_config = {"seed": seed, "metric": task.metric, "direction": task.direction, **resolved}
-            tracker.log_text(run_id, yaml.safe_dump(trial_config, sort_keys=False), "trial_config.yaml")
-
-            def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
-                tracker.log_metrics(run_id, metrics, step=epoch)
-
-            scratch = tracker.scratch_dir() if (cfg.save_models or cfg.test_models) else None
-            pruning = [PruningCallback(trial, task.metric)] if task.early_prune else []
+            pruning = [training.PruningCallback(trial, task.metric)] if task.early_prune else []
             try:
-                result = run_training(
+                result = training.run_tracked(
+                    tracker,
+                    run_id,
+                    task,
                     resolved,
-                    metric=task.metric,
-                    direction=task.direction,
                     seed=seed,
-                    extra_callbacks=pruning,
-                    on_epoch=on_epoch,
-                    early_stop_patience=task.early_stop_patience,
-                    max_run_duration=task.max_run_duration,
-                    checkpoint_dir=scratch,
+                    checkpoints=cfg.save_models or cfg.test_models,
+                    save_models=cfg.save_models,
                     test=cfg.test_models,
                     test_on_best=cfg.report_on_best_val,
+                    extra_callbacks=pruning,
+                    kill_label=f"trial-epoch:{task.name}:{index}",
                 )
-            except Exception as error:
-                self._record_failure(trial, run_id, error)
+            except optuna.TrialPruned:
                 raise
-            finally:
-                if scratch is not None and not cfg.save_models:
-                    shutil.rmtree(scratch, ignore_errors=True)
+            except Exception as error:
+                trial.set_user_attr(ERROR_ATTR, f"{type(error).__name__}: {error}"[:2000])
+                raise
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: recorded, and queued again on the next run
+                trial.set_user_attr(INTERRUPTED_ATTR, True)
+                tracker.set_tags(run_id, {STATUS_TAG: RunStatus.FAILED, FAILURE_TAG: RunStatus.INTERRUPTED})
+                tracker.set_status(run_id, "KILLED")
+                raise
             tracker.log_metrics(run_id, {"trial_value": result.value, "best_epoch": result.best_epoch or 0})
-            if result.test_metrics:
-                tracker.log_metrics(run_id, result.test_metrics)
-            if cfg.save_models and result.best_checkpoint:
-                tracker.log_file(run_id, result.best_checkpoint, artifact_path="checkpoints")
-                shutil.rmtree(scratch, ignore_errors=True)
             trial.set_user_attr("epochs", result.epochs)
             if result.input_shape is not None:
                 trial.set_user_attr("input_shape", list(result.input_shape))
-            tracker.set_tags(run_id, {"terratorch.status": "finished"})
+            tracker.set_tags(run_id, {STATUS_TAG: RunStatus.FINISHED})
             return float(result.value)
 
         return objective
-
-    def _record_failure(self, trial: Any, run_id: str, error: BaseException) -> None:
-        import optuna
-
-        assert self.tracker is not None
-        if isinstance(error, optuna.TrialPruned):
-            self.tracker.set_tags(run_id, {"terratorch.status": "pruned"})
-            return
-        text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        self.tracker.log_text(run_id, text, "traceback.txt")
-        message = f"{type(error).__name__}: {error}"
-        trial.set_user_attr(ERROR_ATTR, message[:2000])
-        self.tracker.set_tags(run_id, {"terratorch.status": "failed", "terratorch.error": message[:5000]})
 
     def _after_trial(self, task: TaskPlan, task_run_id: str) -> Callable[[Any, Any], None]:
         from optuna.trial import TrialState
@@ -526,20 +658,21 @@ class BenchmarkRunner:
             assert self.tracker is not None
             if frozen.user_attrs.get(workers.SURPLUS_ATTR):
                 return  # never started: no MLflow run, not counted
-            run_id = frozen.user_attrs.get("mlflow_run_id")
+            run_id = frozen.user_attrs.get(RUN_ATTR)
             if run_id and frozen.state == TrialState.FAIL and ERROR_ATTR not in frozen.user_attrs:
                 # Its worker died mid-trial (Ray): the trial is queued again, like a killed local run.
                 self.tracker.set_tags(
-                    run_id, {"terratorch.status": "failed", "terratorch.failure": "interrupted"}
+                    run_id, {STATUS_TAG: RunStatus.FAILED, FAILURE_TAG: RunStatus.INTERRUPTED}
                 )
             status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED"}.get(
                 frozen.state, "FAILED"
             )
             if run_id:
                 if frozen.state == TrialState.PRUNED:
-                    self.tracker.set_tags(run_id, {"terratorch.status": "pruned"})
+                    self.tracker.set_tags(run_id, {STATUS_TAG: RunStatus.PRUNED})
                 self.tracker.set_status(run_id, status)
             self.out(self._progress_line(task, study, frozen))
+            workers.kill_point(f"after-trial:{task.name}:{frozen.user_attrs.get(INDEX_ATTR)}")
 
         return callback
 
@@ -581,11 +714,11 @@ class BenchmarkRunner:
             outcome.status = "finished"
             outcome.best_value = float(best.value)
             outcome.best_params = decode(task.space, best.params)
-            outcome.best_trial_run_id = best.user_attrs.get("mlflow_run_id")
+            outcome.best_trial_run_id = best.user_attrs.get(RUN_ATTR)
             shape = best.user_attrs.get("input_shape")
             outcome.input_shape = tuple(shape) if shape else None
             state = f"{study.study_name}/reported/{counts['complete']}-{counts['pruned']}-{counts['failed']}"
-            if workers.claim(study._storage, state):  # several workers reach the same final state
+            if workers.claim(self.location.optuna_url, state):  # several workers reach the same state
                 self.tracker.log_metrics(task_run_id, {"best_value": outcome.best_value})
                 best = {f"best/{k}": v for k, v in outcome.best_params.items()}
                 self.tracker.log_params(task_run_id, best)
@@ -594,20 +727,21 @@ class BenchmarkRunner:
             outcome.error = next((e for e in reversed(errors) if e), "no trial finished")
             self.out(f"task={task.name}: all trials failed; last error: {outcome.error}")
         tags = {
-            "terratorch.status": outcome.status,
-            "terratorch.n_complete": counts["complete"],
-            "terratorch.n_failed": counts["failed"],
-            "terratorch.n_pruned": counts["pruned"],
+            STATUS_TAG: outcome.status,
+            N_COMPLETE_TAG: counts["complete"],
+            N_FAILED_TAG: counts["failed"],
+            N_PRUNED_TAG: counts["pruned"],
         }
         if outcome.best_trial_run_id:
-            tags["terratorch.best_trial_run_id"] = outcome.best_trial_run_id
+            tags[BEST_TRIAL_RUN_ID_TAG] = outcome.best_trial_run_id
         self.tracker.set_tags(task_run_id, tags)
         self.tracker.set_status(task_run_id, "FINISHED" if outcome.status == "finished" else "FAILED")
         return outcome
 
     # -- benchmark-level artifacts ----------------------------------------------------------------
-    def _log_results_table(self, bench_id: str, tasks: list[TaskOutcome]) -> None:
-        assert self.tracker is not None
+    def _log_results_table(self, bench_id: str, tasks: list[TaskOutcome]) -> str:
+        """Log ``results.csv`` on the benchmark run (once per content, by one worker); returns the text."""
+        assert self.tracker is not None and self.units is not None
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(
@@ -645,22 +779,31 @@ class BenchmarkRunner:
                     outcome.best_trial_run_id or "",
                 ]
             )
-        self.tracker.log_text(bench_id, buffer.getvalue(), "results.csv")
+        text = buffer.getvalue()
+        tracker = self.tracker
+        self.units.run_once(
+            f"{bench_id}/results/{_digest(text)}", lambda: tracker.log_text(bench_id, text, "results.csv")
+        )
+        return text
 
     def _log_efficiency(self, bench_id: str, tasks: list[TaskOutcome]) -> None:
         """Measure parameters/GFLOPs/throughput/memory of the first task's best model (once)."""
-        assert self.tracker is not None
+        assert self.units is not None
         first = next((t for t in tasks if t.status == "finished" and t.input_shape), None)
-        if first is None:
-            return
-        if not workers.claim(self.location.optuna_url, f"{bench_id}/efficiency/{first.best_trial_run_id}"):
-            return  # already measured for this best model (by another worker or an earlier run)
+        if first is not None:
+            self.units.run_once(
+                f"{bench_id}/efficiency/{first.best_trial_run_id}",
+                lambda: self._measure_efficiency(bench_id, first),
+            )
+
+    def _measure_efficiency(self, bench_id: str, first: TaskOutcome) -> None:
+        assert self.tracker is not None and first.input_shape is not None
         try:
+            from terratorch.iterate import trial
             from terratorch.iterate.efficiency import measure_efficiency
-            from terratorch.iterate.trial import build_task
 
             plan = next(p for p in self.plan.tasks if p.name == first.name)
-            model = build_task(plan.resolved(first.best_params)["task"]).model
+            model = trial.build_task(plan.resolved(first.best_params)["task"]).model
             figures = measure_efficiency(model, (1, *first.input_shape))
         except Exception as error:  # efficiency is informative; never fail the benchmark on it
             self.out(f"efficiency measurement skipped: {type(error).__name__}: {error}")
@@ -670,6 +813,13 @@ class BenchmarkRunner:
         self.out("efficiency " + " ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in metrics.items()))
 
     # -- summary ---------------------------------------------------------------------------------
+    def _report_path(self, parent_run_ids: list[str] | None, report_dir: str | Path | None) -> Path:
+        if report_dir is not None:
+            return Path(report_dir)
+        base = self.location.local_dir or Path.cwd()
+        suffix = parent_run_ids[0][:8] if parent_run_ids else "all"
+        return base / "reports" / f"{self.config.experiment_name}_{suffix}"
+
     def summarize(
         self,
         parent_run_ids: list[str] | None,
@@ -683,12 +833,9 @@ class BenchmarkRunner:
             self.out(f"summary skipped: the report module is not available ({error})")
             return None
         names = experiments or [self.config.experiment_name]
-        if report_dir is None:
-            base = self.location.local_dir or Path.cwd()
-            suffix = parent_run_ids[0][:8] if parent_run_ids else "all"
-            report_dir = base / "reports" / f"{self.config.experiment_name}_{suffix}"
         results = load_results(self.location.tracking_uri, names, parent_run_ids)
-        path = Path(write_summary(results, Path(report_dir), reference_ranges=self.config.reference_ranges))
+        folder = self._report_path(parent_run_ids, report_dir)
+        path = Path(write_summary(results, folder, reference_ranges=self.config.reference_ranges))
         self.out(f"report written to {path}")
         return path
 

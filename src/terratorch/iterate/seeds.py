@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["derive_seed", "repeat_seed", "sampler_seed", "trial_seed"]
+__all__ = ["derive_seed", "repeat_seed", "sampler_seed", "trial_sampler_seed", "trial_seed"]
 
 _MAX = 2**31 - 1  # numpy, torch and Lightning all accept seeds in [0, 2**31)
 
@@ -34,3 +34,8 @@ def trial_seed(master_seed: int, task: str, trial_number: int) -> int:
 def repeat_seed(master_seed: int, task: str, index: int) -> int:
     """Training seed of repetition ``index`` of the best configuration of ``task``."""
     return derive_seed(master_seed, "task", task, "repeat", index)
+
+
+def trial_sampler_seed(master_seed: int, task: str, index: int) -> int:
+    """Seed of the sampler that proposes the hyperparameters of trial ``index`` of ``task``."""
+    return derive_seed(master_seed, "task", task, "sampler", index)

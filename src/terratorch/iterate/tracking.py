@@ -26,9 +26,46 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-__all__ = ["RunLevel", "StorageLocation", "Tracker", "check_storage", "flatten", "resolve_storage"]
+__all__ = [
+    "Phase",
+    "RunLevel",
+    "RunStatus",
+    "StorageLocation",
+    "Tracker",
+    "check_storage",
+    "flatten",
+    "phase_tag",
+    "resolve_storage",
+]
 
+# -- tag names (the MLflow layout the report and the docs rely on) --------------------------------------
 PARENT_TAG = "mlflow.parentRunId"
+NOTE_TAG = "mlflow.note.content"
+LEVEL_TAG = "terratorch.level"
+STATE_TAG = "terratorch.state"  # benchmark run: running | partial | complete
+CONFIG_HASH_TAG = "terratorch.config_hash"
+BACKBONE_TAG = "terratorch.backbone"
+MASTER_SEED_TAG = "terratorch.master_seed"
+PHASE_TAG_PREFIX = "terratorch.phase."  # benchmark run: terratorch.phase.<phase> = complete
+TASK_TAG = "terratorch.task"
+TASK_TYPE_TAG = "terratorch.task_type"
+METRIC_TAG = "terratorch.metric"
+DIRECTION_TAG = "terratorch.direction"
+STUDY_NAME_TAG = "terratorch.study_name"
+STATUS_TAG = "terratorch.status"
+ERROR_TAG = "terratorch.error"
+FAILURE_TAG = "terratorch.failure"  # "interrupted": the process running it died
+SEED_TAG = "terratorch.seed"
+TRIAL_NUMBER_TAG = "terratorch.trial_number"  # Optuna's trial number
+TRIAL_INDEX_TAG = "terratorch.trial_index"  # the trial's index: a re-run keeps the interrupted one's
+RETRY_OF_TAG = "terratorch.retry_of"
+REPEAT_INDEX_TAG = "terratorch.repeat_index"
+SCORE_METRIC_TAG = "terratorch.score_metric"
+BEST_TRIAL_RUN_ID_TAG = "terratorch.best_trial_run_id"
+N_COMPLETE_TAG = "terratorch.n_complete"
+N_FAILED_TAG = "terratorch.n_failed"
+N_PRUNED_TAG = "terratorch.n_pruned"
+PARAM_TAG_PREFIX = "terratorch.param."  # a param whose value changed after it was logged
 _PARAM_LIMIT = 6000
 _BATCH = 100
 
@@ -40,6 +77,30 @@ class RunLevel:
     TASK = "task"
     TRIAL = "trial"
     REPEAT = "repeat"
+
+
+class RunStatus:
+    """Values of the ``terratorch.status`` tag (MLflow's own status says whether the run is open)."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    PRUNED = "pruned"
+    INTERRUPTED = "interrupted"  # value of ``terratorch.failure`` for runs of killed processes
+
+
+class Phase:
+    """Phases of a benchmark run whose completion is recorded as ``terratorch.phase.<phase>`` tags."""
+
+    HPO = "hpo"
+    REPEATS = "repeats"
+    REPORT = "report"
+    COMPLETE = "complete"
+
+
+def phase_tag(phase: str) -> str:
+    """The benchmark-run tag recording that ``phase`` is complete."""
+    return PHASE_TAG_PREFIX + phase
 
 
 @dataclass(frozen=True)
@@ -217,7 +278,7 @@ class Tracker:
 
     def children(self, experiment_id: str, parent_run_id: str, level: str) -> list[Any]:
         """Child runs of ``parent_run_id`` at ``level`` (oldest first)."""
-        runs = self.search(experiment_id, {PARENT_TAG: parent_run_id, "terratorch.level": level})
+        runs = self.search(experiment_id, {PARENT_TAG: parent_run_id, LEVEL_TAG: level})
         return sorted(runs, key=lambda r: r.info.start_time)
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -241,7 +302,7 @@ class Tracker:
             self.client.log_batch(run_id, params=items[start : start + _BATCH])
         # MLflow params are immutable; a value that changed (e.g. a better trial after resuming) is a tag.
         if conflicts:
-            self.set_tags(run_id, {f"terratorch.param.{p.key}": p.value for p in conflicts})
+            self.set_tags(run_id, {f"{PARAM_TAG_PREFIX}{p.key}": p.value for p in conflicts})
 
     def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log finite float metrics at ``step``."""

@@ -15,26 +15,42 @@ mapping produced by
 from __future__ import annotations
 
 import copy
-import math
+import shutil
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning import Callback, LightningModule, Trainer
+import yaml
 
 from terratorch.iterate import lightning_bridge
+
+if TYPE_CHECKING:
+    from lightning import Callback, LightningModule
+
+    from terratorch.iterate.watch import MetricWatcher, PruningCallback
 
 __all__ = [
     "MetricWatcher",
     "PruningCallback",
     "TrainingResult",
     "build_task",
+    "run_tracked",
     "run_training",
     "watch_callbacks",
 ]
 
 EpochLogger = Callable[[int, Mapping[str, float]], None]
+
+
+def __getattr__(name: str) -> Any:
+    """``MetricWatcher`` and ``PruningCallback`` load Lightning, so they are imported on first use."""
+    if name in ("MetricWatcher", "PruningCallback"):
+        from terratorch.iterate import watch
+
+        return getattr(watch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -58,107 +74,6 @@ class TrainingResult:
     test_metrics: dict[str, float] = field(default_factory=dict)
     best_checkpoint: str | None = None
     input_shape: tuple[int, ...] | None = None
-
-
-def _better(a: float, b: float | None, direction: str) -> bool:
-    if b is None:
-        return True
-    return a > b if direction == "max" else a < b
-
-
-def _scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    out = {}
-    for key, value in metrics.items():
-        try:
-            out[key] = float(value)
-        except (TypeError, ValueError):
-            continue
-    return out
-
-
-class MetricWatcher(Callback):
-    """Tracks the monitored metric per validation epoch and forwards epoch metrics to a logger.
-
-    Fixes an upstream behaviour: the watched metric is the task's own metric in the task's
-    direction (upstream benchmarks watched ``val/loss``).
-
-    Args:
-        metric: Logged name, e.g. ``"val/mIoU"``.
-        direction: ``"max"`` or ``"min"``.
-        on_epoch: Called as ``on_epoch(epoch, metrics)`` with validation metrics after each validation
-            and with the remaining (train) metrics at the end of each training epoch.
-    """
-
-    def __init__(self, metric: str, direction: str, on_epoch: EpochLogger | None = None) -> None:
-        self.metric = metric
-        self.direction = direction
-        self.on_epoch = on_epoch
-        self.history: list[float] = []
-        self.best: float | None = None
-        self.best_epoch: int | None = None
-        self.input_shape: tuple[int, ...] | None = None
-
-    def on_train_batch_start(
-        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        """Remember the shape of one input sample (used for the efficiency measurement)."""
-        if self.input_shape is None and isinstance(batch, Mapping) and hasattr(batch.get("image"), "shape"):
-            self.input_shape = tuple(int(s) for s in batch["image"].shape[1:])
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Record the metric of this epoch (skipping the sanity check)."""
-        if trainer.sanity_checking:
-            return
-        metrics = _scalars(trainer.callback_metrics)
-        if self.metric not in metrics:
-            logged = sorted(k for k in metrics if k.startswith("val/"))
-            raise KeyError(
-                f"the task never logged the benchmark metric {self.metric!r}; it logged {logged}. "
-                "Fix 'metric' in the task config."
-            )
-        value = metrics[self.metric]
-        epoch = trainer.current_epoch
-        self.history.append(value)
-        if math.isfinite(value) and _better(value, self.best, self.direction):
-            self.best, self.best_epoch = value, epoch
-        if self.on_epoch is not None:
-            self.on_epoch(epoch, {k: v for k, v in metrics.items() if k.startswith("val/")})
-
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Forward the epoch's training metrics."""
-        if self.on_epoch is not None:
-            metrics = _scalars(trainer.callback_metrics)
-            self.on_epoch(
-                trainer.current_epoch, {k: v for k, v in metrics.items() if not k.startswith("val/")}
-            )
-
-
-class PruningCallback(Callback):
-    """Reports the monitored metric to an Optuna trial each epoch and stops unpromising trials.
-
-    A small stand-in for ``optuna-integration``'s Lightning callback (not a dependency): the
-    pruner decides with the study's direction, which is the task's direction.
-
-    Args:
-        trial: The running ``optuna.Trial``.
-        metric: Logged name of the task metric.
-    """
-
-    def __init__(self, trial: Any, metric: str) -> None:
-        self.trial = trial
-        self.metric = metric
-
-    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """``trial.report`` the epoch value; raise ``optuna.TrialPruned`` when the pruner says so."""
-        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
-            return
-        import optuna
-
-        value = float(trainer.callback_metrics[self.metric])
-        epoch = trainer.current_epoch
-        self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned at epoch {epoch} ({self.metric}={value:.4g})")
 
 
 def build_task(task_config: Mapping[str, Any]) -> LightningModule:
@@ -254,6 +169,8 @@ def run_training(
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from terratorch.iterate.watch import MetricWatcher, _scalars
+
     watcher = MetricWatcher(metric, direction, on_epoch)
     specs = watch_callbacks(metric, direction, early_stop_patience, checkpoint_dir, max_run_duration)
     checkpointing = checkpoint_dir is not None
@@ -283,4 +200,90 @@ def run_training(
         outputs = trainer.test(task, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
         for output in outputs:
             result.test_metrics.update(_scalars(output))
+    return result
+
+
+def run_tracked(
+    tracker: Any,
+    run_id: str,
+    task: Any,
+    resolved: Mapping[str, Any],
+    *,
+    seed: int,
+    checkpoints: bool,
+    save_models: bool,
+    test: bool,
+    test_on_best: bool = True,
+    extra_callbacks: Sequence[Callback] = (),
+    required_metric: str | None = None,
+    kill_label: str | None = None,
+) -> TrainingResult:
+    """Train once inside MLflow run ``run_id`` and record everything there (trials and repetitions).
+
+    Logs the resolved config (``trial_config.yaml``), every epoch's metrics, the test metrics and,
+    with ``save_models``, the best checkpoint. A failure is recorded in the run (``traceback.txt``,
+    tags ``terratorch.status``/``terratorch.error``; ``pruned`` for ``optuna.TrialPruned``) and re-raised.
+
+    Args:
+        tracker: The benchmark's :class:`~terratorch.iterate.tracking.Tracker`.
+        run_id: The MLflow run (already created by the caller).
+        task: The :class:`~terratorch.iterate.config.TaskPlan` (metric, direction, stopping rules).
+        resolved: Its resolved config for these hyperparameters.
+        seed: Training seed.
+        checkpoints: Keep the best checkpoint in a scratch folder (needed to test the best epoch).
+        save_models: Log that checkpoint as an artifact.
+        test: Run the test split after fitting.
+        test_on_best: Test the best-validation checkpoint rather than the final weights.
+        extra_callbacks: More Lightning callbacks (the pruning callback).
+        required_metric: A test metric that must have been logged (a repetition's score).
+        kill_label: Test hook name fired after each epoch is logged (see ``workers.kill_point``).
+    """
+    from terratorch.iterate import workers
+    from terratorch.iterate.tracking import ERROR_TAG, STATUS_TAG, RunStatus
+
+    trial_config = {"seed": seed, "metric": task.metric, "direction": task.direction, **resolved}
+    tracker.log_text(run_id, yaml.safe_dump(trial_config, sort_keys=False), "trial_config.yaml")
+
+    def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+        tracker.log_metrics(run_id, metrics, step=epoch)
+        if kill_label is not None:
+            workers.kill_point(kill_label)
+
+    scratch = tracker.scratch_dir() if checkpoints else None
+    try:
+        result = run_training(
+            resolved,
+            metric=task.metric,
+            direction=task.direction,
+            seed=seed,
+            extra_callbacks=extra_callbacks,
+            on_epoch=on_epoch,
+            early_stop_patience=task.early_stop_patience,
+            max_run_duration=task.max_run_duration,
+            checkpoint_dir=scratch,
+            test=test,
+            test_on_best=test_on_best,
+        )
+        if required_metric is not None and required_metric not in result.test_metrics:
+            raise KeyError(
+                f"the test run did not log {required_metric!r}; it logged {sorted(result.test_metrics)}"
+            )
+        if result.test_metrics:
+            tracker.log_metrics(run_id, result.test_metrics)
+        if save_models and result.best_checkpoint:
+            tracker.log_file(run_id, result.best_checkpoint, artifact_path="checkpoints")
+    except Exception as error:
+        import optuna
+
+        if isinstance(error, optuna.TrialPruned):
+            tracker.set_tags(run_id, {STATUS_TAG: RunStatus.PRUNED})
+        else:
+            text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            tracker.log_text(run_id, text, "traceback.txt")
+            message = f"{type(error).__name__}: {error}"
+            tracker.set_tags(run_id, {STATUS_TAG: RunStatus.FAILED, ERROR_TAG: message[:5000]})
+        raise
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return result

@@ -4,10 +4,15 @@ Any number of ``terratorch iterate`` processes (or Ray workers) may run the same
 the same stores. The only shared state is the Optuna storage (SQLite on one machine, PostgreSQL or
 MySQL across machines) and the MLflow tracking store, so all coordination goes through them:
 
-* **Claims** (:func:`claim`): exactly one worker wins a named claim. A claim is an Optuna study
-  named ``terratorch-claim:<key>``; study names are unique in every Optuna RDB, so creating one is
-  an atomic test-and-set on any database. Used so that one worker creates the benchmark run and
-  each task run, and one worker reports each finished task and writes the report.
+* **Claims** (:func:`claim`): exactly one worker wins a named claim, forever. A claim is an Optuna
+  study named ``terratorch-claim:<key>``; study names are unique in every Optuna RDB, so creating
+  one is an atomic test-and-set on any database. Used where losing the winner is harmless (who
+  creates the benchmark run or a task run, who logs a task's final state).
+* **Units** (:class:`UnitLedger`): a unit of work (a repetition, the results table, the report)
+  that must run exactly once even when its worker is killed. Each attempt is a claim
+  ``<unit>#<n>`` whose owner keeps a heartbeat counter in the claim's user attributes and marks it
+  ``done`` at the end. Another worker that finds the counter frozen for longer than the grace
+  period takes the unit over with attempt ``n + 1``; one that finds it ``done`` skips it.
 * **Surplus trials** (:func:`is_surplus`): two workers that both see ``n_trials - 1`` trials can
   both start one. The trial that started later (``datetime_start``, then number) is a surplus: it
   stops before sampling or training, is stored as FAIL with the user attribute
@@ -18,25 +23,38 @@ MySQL across machines) and the MLflow tracking store, so all coordination goes t
 
 SQLite databases are switched to WAL journaling (:func:`prepare_sqlite`), so readers do not block
 the writer; SQLite locking only works on a local disk, so SQLite is for workers on one machine.
+
+**Test hook.** :func:`kill_point` names the boundaries of the benchmark (``trial-epoch:<task>:<k>``,
+``after-trial:<task>:<k>``, ``after-task:<task>``, ``repeat-epoch:<task>:<i>``,
+``report-written``). When the environment variable :data:`KILL_AT_ENV` equals one of them, the
+process SIGKILLs itself there: the reliability tests use it to stop a benchmark at a precise point.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 __all__ = [
     "CLAIM_PREFIX",
+    "KILL_AT_ENV",
     "SURPLUS_ATTR",
     "SurplusTrialError",
+    "UnitLedger",
     "claim",
     "counted_trials",
     "file_lock",
     "init_sqlite_stores",
     "is_surplus",
+    "kill_point",
     "mark_surplus",
     "open_storage",
     "prepare_sqlite",
@@ -49,37 +67,54 @@ __all__ = [
 CLAIM_PREFIX = "terratorch-claim:"
 SURPLUS_ATTR = "terratorch_surplus"
 ERROR_ATTR = "error"  # same user attribute as the runner: trials that raised count towards n_trials
+KILL_AT_ENV = "TERRATORCH_TEST_KILL_AT"
 
 
 class SurplusTrialError(RuntimeError):
     """Raised inside a trial that another worker already made unnecessary (never counted)."""
 
 
-def claim(storage: Any, key: str) -> bool:
-    """Atomically claim ``key`` among all workers sharing ``storage``.
+def kill_point(name: str) -> None:
+    """Test hook: SIGKILL this process when ``$TERRATORCH_TEST_KILL_AT`` equals ``name``.
 
-    Args:
-        storage: An Optuna storage (``study._storage``) or an RDB URL.
-        key: What is claimed, e.g. ``"<study name>/reported/3-0-1"``.
-
-    Returns:
-        ``True`` for exactly one caller per key, ever; ``False`` for every other one.
+    Costs one environment lookup; the benchmark never sets the variable itself.
     """
+    if os.environ.get(KILL_AT_ENV) == name:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _create_claim_study(storage: Any, name: str) -> bool:
+    """Create the study ``name``; ``False`` when it exists (another worker created it first)."""
     import optuna
     from optuna.exceptions import DuplicatedStudyError
     from optuna.study import StudyDirection
 
-    if isinstance(storage, str):
-        storage = open_storage(storage)
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "A new study created" line per claim
     try:
-        storage.create_new_study(directions=[StudyDirection.MINIMIZE], study_name=CLAIM_PREFIX + key)
+        storage.create_new_study(directions=[StudyDirection.MINIMIZE], study_name=name)
     except DuplicatedStudyError:
         return False
     finally:
         optuna.logging.set_verbosity(verbosity)
     return True
+
+
+def claim(storage: Any, key: str) -> bool:
+    """Atomically claim ``key`` among all workers sharing ``storage``.
+
+    Args:
+        storage: An Optuna storage or an RDB URL.
+        key: What is claimed, e.g. ``"<study name>/reported/3-0-1"``.
+
+    Returns:
+        ``True`` for exactly one caller per key, ever; ``False`` for every other one.
+    """
+    if isinstance(storage, str):
+        storage = open_storage(storage)
+    return _create_claim_study(storage, CLAIM_PREFIX + key)
 
 
 _STORAGES: dict[str, Any] = {}
@@ -105,6 +140,166 @@ def open_storage(url: str, attempts: int = 5) -> Any:
     return _STORAGES[url]
 
 
+# -- units of work that run exactly once --------------------------------------------------------------
+DONE, BUSY = "done", "busy"
+_STATE, _BEAT, _OWNER = "state", "beat", "owner"
+
+
+@dataclass
+class _Seen:
+    beat: Any
+    since: float
+
+
+class _Lease:
+    """An attempt this worker owns: a heartbeat thread bumps its counter until it is released."""
+
+    def __init__(self, storage: Any, study_id: int, interval: float) -> None:
+        self.storage, self.study_id = storage, study_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _beat(self, interval: float) -> None:
+        beat = 0
+        while not self._stop.wait(interval):
+            beat += 1
+            try:
+                self.storage.set_study_user_attr(self.study_id, _BEAT, beat)
+            except Exception:  # a busy database: the next beat retries; the grace period absorbs it
+                continue
+
+    def release(self, state: str) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.storage.set_study_user_attr(self.study_id, _STATE, state)
+
+
+class UnitLedger:
+    """Runs named units of work exactly once across every worker sharing an Optuna storage.
+
+    Args:
+        url: SQLAlchemy URL of the shared Optuna storage.
+        heartbeat_interval: Seconds between the owner's heartbeats.
+        grace: Seconds without a heartbeat after which an attempt's owner counts as dead
+            (default ``3 * heartbeat_interval + 2``).
+        out: Where "waiting"/"taking over" notes go.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        heartbeat_interval: float,
+        grace: float | None = None,
+        out: Callable[[str], None] | None = None,
+    ) -> None:
+        self.storage = open_storage(url)
+        self.interval = float(heartbeat_interval)
+        self.grace = 3 * self.interval + 2 if grace is None else float(grace)
+        self.out = out or (lambda line: None)
+        self._seen: dict[str, _Seen] = {}
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def _attrs(self, name: str) -> tuple[int, dict[str, Any]] | None:
+        try:
+            study_id = self.storage.get_study_id_from_name(name)
+        except KeyError:
+            return None
+        return study_id, self.storage.get_study_user_attrs(study_id)
+
+    def _stale(self, name: str, attrs: dict[str, Any]) -> bool:
+        """Whether the owner of attempt ``name`` stopped beating for longer than the grace period."""
+        beat = attrs.get(_BEAT)
+        seen = self._seen.get(name)
+        now = time.monotonic()
+        if seen is None or seen.beat != beat:
+            self._seen[name] = _Seen(beat, now)
+            return False
+        return now - seen.since > self.grace
+
+    def acquire(self, key: str) -> _Lease | str:
+        """Own the next attempt of ``key``, or say it is :data:`DONE` or :data:`BUSY` elsewhere."""
+        attempt = 0
+        while True:
+            name = f"{CLAIM_PREFIX}{key}#{attempt}"
+            found = self._attrs(name)
+            if found is None:
+                if not _create_claim_study(self.storage, name):
+                    return BUSY  # another worker created this attempt a moment ago
+                study_id, _ = self._attrs(name) or (None, None)
+                self.storage.set_study_user_attr(study_id, _OWNER, self._owner)
+                self.storage.set_study_user_attr(study_id, _BEAT, 0)
+                if attempt:
+                    self.out(f"taking over {key} (attempt {attempt}; the previous owner stopped)")
+                return _Lease(self.storage, study_id, self.interval)
+            _, attrs = found
+            state = attrs.get(_STATE)
+            if state == DONE:
+                return DONE
+            if state != "abandoned" and not self._stale(name, attrs):
+                return BUSY
+            attempt += 1
+
+    def run_once(self, key: str, work: Callable[[], Any], poll: float = 0.5) -> bool:
+        """Run ``work`` if no other worker has done (or is doing) unit ``key``; wait for it otherwise.
+
+        Returns:
+            ``True`` when this worker ran ``work``; ``False`` when another one did.
+
+        Raises:
+            Exception: Whatever ``work`` raised (the attempt is abandoned so a rerun redoes it).
+        """
+        announced = False
+        while True:
+            lease = self.acquire(key)
+            if lease == DONE:
+                return False
+            if isinstance(lease, _Lease):
+                self.run_owned(lease, work)
+                return True
+            if not announced:
+                self.out(f"waiting for {key} (another worker is on it)")
+                announced = True
+            time.sleep(poll)
+
+    @staticmethod
+    def run_owned(lease: _Lease, work: Callable[[], Any]) -> Any:
+        """Run ``work`` under ``lease``; mark the unit done, or abandoned when ``work`` raises."""
+        try:
+            result = work()
+        except BaseException:
+            lease.release("abandoned")
+            raise
+        lease.release(DONE)
+        return result
+
+    def run_all(self, units: Iterable[tuple[str, Callable[[], Any]]], poll: float = 0.5) -> int:
+        """Run every unit not done elsewhere; wait for the ones other workers hold. Returns how many ran here.
+
+        Units held by live workers are skipped first and revisited, so two workers split a list.
+        """
+        pending = list(units)
+        ran = 0
+        announced = False
+        while pending:
+            busy = []
+            for key, work in pending:
+                lease = self.acquire(key)
+                if isinstance(lease, _Lease):
+                    self.run_owned(lease, work)
+                    ran += 1
+                elif lease == BUSY:
+                    busy.append((key, work))
+            pending = busy
+            if pending:
+                if not announced:
+                    self.out(f"waiting for {len(pending)} unit(s) other workers are running")
+                    announced = True
+                time.sleep(poll)
+        return ran
+
+
+# -- trials ---------------------------------------------------------------------------------------------
 def _counts(trial: Any) -> bool:
     """Whether a frozen trial counts towards ``n_trials`` (the runner's rule)."""
     from optuna.trial import TrialState
@@ -120,20 +315,20 @@ def counted_trials(study: Any) -> list[Any]:
     return sorted(trials, key=lambda t: (t.datetime_start is None, t.datetime_start or 0, t.number))
 
 
-def is_surplus(study: Any, trial_id: int, n_trials: int) -> bool:
-    """Whether the running trial ``trial_id`` started after ``n_trials`` others that count.
+def is_surplus(study: Any, number: int, n_trials: int) -> bool:
+    """Whether the running trial number ``number`` started after ``n_trials`` others that count.
 
     A trial that finds itself beyond the budget gives way; the ones that started earlier run. The
     decision is taken once the trial exists in the shared storage, so two workers never both run
     the ``n_trials``-th trial.
     """
-    order = [t._trial_id for t in counted_trials(study)]
-    return trial_id in order and order.index(trial_id) >= n_trials
+    order = [t.number for t in counted_trials(study)]
+    return number in order and order.index(number) >= n_trials
 
 
-def mark_surplus(study: Any, trial_id: int) -> None:
-    """Tag a trial as surplus (it will end as FAIL without counting or being retried)."""
-    study._storage.set_trial_user_attr(trial_id, SURPLUS_ATTR, True)
+def mark_surplus(trial: Any) -> None:
+    """Tag a running ``optuna.Trial`` as surplus (it ends as FAIL without counting or being retried)."""
+    trial.set_user_attr(SURPLUS_ATTR, True)
 
 
 def running_trials(study: Any) -> list[Any]:

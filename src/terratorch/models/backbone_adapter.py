@@ -18,6 +18,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from terratorch.models.weights import PretrainedWeightsNotFoundError
+
 __all__ = [
     "PretrainedWeightsNotFoundError",
     "accepted_kwargs",
@@ -189,20 +191,21 @@ def _import_object(path: str, what: str) -> Callable[..., Any]:
     return getattr(module, attr)
 
 
-class PretrainedWeightsNotFoundError(FileNotFoundError):
-    """``pretrained=True`` for a timm model whose weights are not available offline."""
-
-
 def resolve_timm_pretrained(name: str, overlay: dict[str, Any] | None) -> dict[str, Any]:
-    """Make ``pretrained=True`` for a timm model load from a local file, never from the network.
+    """Make ``pretrained=True`` for a timm model load from a local file (timm itself would download).
 
     Returns the ``pretrained_cfg_overlay`` to pass to timm: the user's one when it names an existing
-    ``file``; otherwise one pointing at weights found in the local Hugging Face or torch hub cache.
+    ``file`` or holds a ``state_dict``; otherwise one pointing at the file that
+    :func:`terratorch.models.weights.resolve_weights_file` finds (local caches, then a download only
+    when ``TERRATORCH_ALLOW_DOWNLOAD=1``), the rule the Prithvi backbones follow too.
 
     Raises:
-        PretrainedWeightsNotFoundError: The overlay's file does not exist, or nothing is cached; the
-            message says where it looked and how to proceed.
+        PretrainedWeightsNotFoundError: The overlay's file does not exist, or no weights were found;
+            the message says where it looked and how to proceed.
+        CheckpointFormatError: The overlay's file is not a PyTorch checkpoint (text, random bytes).
     """
+    from terratorch.models.weights import check_checkpoint_format, resolve_timm_weights_file
+
     overlay = dict(overlay or {})
     if overlay.get("file"):
         path = Path(os.fspath(overlay["file"])).expanduser()
@@ -210,43 +213,19 @@ def resolve_timm_pretrained(name: str, overlay: dict[str, Any] | None) -> dict[s
             raise PretrainedWeightsNotFoundError(
                 f"backbone_pretrained_cfg_overlay file {str(path)!r} for timm model {name!r} does not exist."
             )
+        if path.suffix != ".safetensors":  # timm's torch.load error would suggest weights_only=False
+            check_checkpoint_format(path)
         overlay["file"] = str(path)
         return overlay
     if overlay.get("state_dict") is not None:
         return overlay
-    cached = _cached_timm_weights(name)
-    if cached is None:
-        raise PretrainedWeightsNotFoundError(
-            f"pretrained=True for timm backbone {name!r}, but no local weights were found (looked for "
-            "backbone_pretrained_cfg_overlay={'file': ...} and in the Hugging Face and torch hub caches). "
-            "Weights are never downloaded at build time: pass pretrained=False for random initialisation, "
-            "or backbone_pretrained_cfg_overlay={'file': '<path to weights>'}."
-        )
-    overlay["file"] = cached
-    return overlay
-
-
-def _cached_timm_weights(name: str) -> str | None:
-    """Path of already downloaded weights of timm model ``name``, if any."""
     import timm
 
     cfg = timm.models.get_pretrained_cfg(name, allow_unregistered=True) if timm.is_model(name) else None
     if cfg is None:
-        return None
-    hf_hub_id = getattr(cfg, "hf_hub_id", None)
-    if hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
-
-        filenames = [getattr(cfg, "hf_hub_filename", None), "model.safetensors", "pytorch_model.bin"]
-        for filename in filter(None, filenames):
-            found = try_to_load_from_cache(hf_hub_id, filename)
-            if isinstance(found, str) and os.path.isfile(found):
-                return found
-    url = getattr(cfg, "url", None)
-    if url:
-        import torch.hub
-
-        local = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
-        if local.is_file():
-            return str(local)
-    return None
+        raise PretrainedWeightsNotFoundError(
+            f"pretrained=True for timm backbone {name!r}, but timm publishes no weights for it: pass "
+            "backbone_pretrained_cfg_overlay={'file': '<path to weights>'}, or pass pretrained=False."
+        )
+    overlay["file"] = str(resolve_timm_weights_file(f"timm backbone {name!r}", cfg.to_dict()))
+    return overlay

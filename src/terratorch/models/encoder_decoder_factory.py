@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from terratorch.choices import close_matches, did_you_mean
 from terratorch.models.backbone_adapter import (
     channel_list_of,
     instantiate_spec,
@@ -25,6 +26,7 @@ from terratorch.models.model import (
     AuxiliaryHeadWithDecoderWithoutInstantiatedHead,
     Model,
     ModelFactory,
+    checked_arguments,
     register_factory,
 )
 from terratorch.models.necks import NeckSequential
@@ -77,12 +79,9 @@ class UnsupportedTaskError(NotImplementedError, ValueError):
 def check_task(task: str) -> str:
     """Return ``task`` if it is supported, else raise :class:`UnsupportedTaskError` listing the valid ones."""
     if task not in TASKS + EXTRA_TASKS:
-        from terratorch.registry.registry import close_matches
-
-        hint = close_matches(str(task), TASKS + EXTRA_TASKS)
-        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
         raise UnsupportedTaskError(
-            f"Unknown task {task!r}; valid tasks: {list(TASKS + EXTRA_TASKS)}.{suggestion}"
+            f"Unknown task {task!r}; valid tasks: {list(TASKS + EXTRA_TASKS)}."
+            + did_you_mean(str(task), TASKS + EXTRA_TASKS, n=1)
         )
     return task
 
@@ -101,8 +100,16 @@ def route_kwargs(
     backbone_kwargs: Mapping[str, Any] | None = None,
     decoder_kwargs: Mapping[str, Any] | None = None,
     head_kwargs: Mapping[str, Any] | None = None,
+    known: Sequence[str] = (),
 ) -> RoutedKwargs:
     """Merge explicit ``*_kwargs`` dicts with prefixed ``**kwargs`` (``backbone_img_size=...``).
+
+    Args:
+        kwargs: The keyword arguments left after the factory's named parameters.
+        backbone_kwargs: Explicit backbone arguments.
+        decoder_kwargs: Explicit decoder arguments.
+        head_kwargs: Explicit head arguments.
+        known: The factory's named parameters, offered as suggestions for unprefixed typos.
 
     Raises:
         ValueError: A kwarg has none of the prefixes (the message names it, the valid prefixes and
@@ -122,17 +129,18 @@ def route_kwargs(
             )
         routed[prefix] = {**base, **extracted}
     if rest:
-        raise ValueError(_unused_message(rest))
+        raise ValueError(_unused_message(rest, known))
     return RoutedKwargs(routed["backbone_"], routed["decoder_"], routed["head_"])
 
 
-def _unused_message(rest: Mapping[str, Any]) -> str:
-    from terratorch.registry.registry import close_matches
-
+def _unused_message(rest: Mapping[str, Any], known: Sequence[str] = ()) -> str:
     notes = []
     for key in rest:
         first, sep, tail = key.partition("_")
         guess = close_matches(first + "_", PREFIXES, n=1) if sep else []
+        if not guess:
+            guess = close_matches(key, known, n=1)
+            tail = ""
         notes.append(f"{key!r} (did you mean {guess[0] + tail!r}?)" if guess else repr(key))
     return (
         f"Unused argument(s) {', '.join(notes)}: extra keyword arguments must start with one of "
@@ -346,6 +354,7 @@ def find_patch_size(backbone: nn.Module) -> Any:
 class EncoderDecoderFactory(ModelFactory):
     """Assemble ``backbone → necks → decoder → head`` for segmentation, regression or classification."""
 
+    @checked_arguments(*PREFIXES)
     def build_model(
         self,
         task: str,
@@ -400,7 +409,9 @@ class EncoderDecoderFactory(ModelFactory):
             InvalidModelError: Unknown backbone, neck or decoder name.
         """
         task = check_task(str(task).lower())
-        routed = route_kwargs(kwargs, backbone_kwargs, decoder_kwargs, head_kwargs)
+        routed = route_kwargs(
+            kwargs, backbone_kwargs, decoder_kwargs, head_kwargs, known=parameter_names(self.build_model)
+        )
         if decoder is None:
             raise ValueError(f"A decoder must be given for task {task!r} (e.g. decoder='FCNDecoder').")
         if num_classes is not None and num_outputs is not None:
@@ -415,7 +426,7 @@ class EncoderDecoderFactory(ModelFactory):
             warnings.warn(
                 "peft_config is set but the backbone is not pretrained (backbone_pretrained); fine when a "
                 "checkpoint is loaded afterwards, otherwise only random LoRA adapters are trained.",
-                stacklevel=2,
+                stacklevel=3,  # past the @checked_arguments wrapper: points at the caller
             )
         encoder = wrap_encoder(encoder, temporal, peft_config)
         return assemble_model(
@@ -434,6 +445,12 @@ class EncoderDecoderFactory(ModelFactory):
             image_size_out=image_size_out,
             prepare_features_for_image_model=prepare_features_for_image_model,
         )
+
+
+def parameter_names(function: Callable[..., Any]) -> list[str]:
+    """Names of the named parameters of ``function`` (for did-you-mean suggestions)."""
+    params = inspect.signature(function).parameters.values()
+    return [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def split_temporal_kwargs(backbone_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

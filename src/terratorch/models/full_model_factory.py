@@ -6,8 +6,9 @@ from typing import Any
 
 from torch import nn
 
+from terratorch.choices import did_you_mean
 from terratorch.models.backbone_adapter import instantiate_spec
-from terratorch.models.model import Model, ModelFactory, ModelOutput, register_factory
+from terratorch.models.model import Model, ModelFactory, ModelOutput, checked_arguments, register_factory
 
 __all__ = ["FullModelFactory", "FullModelWrapper"]
 
@@ -16,6 +17,7 @@ __all__ = ["FullModelFactory", "FullModelWrapper"]
 class FullModelFactory(ModelFactory):
     """Build a complete model by name (or take an instance) and make it return :class:`ModelOutput`."""
 
+    @checked_arguments()
     def build_model(
         self,
         model: str | nn.Module | None = None,
@@ -38,7 +40,11 @@ class FullModelFactory(ModelFactory):
             ValueError: kwargs given together with an instance.
         """
         if model is None:
-            raise ValueError("FullModelFactory needs model (a FULL_MODEL_REGISTRY name or an nn.Module).")
+            typo = next((key for key in kwargs if did_you_mean(key, ["model"])), None)
+            hint = f" Unknown argument {typo!r} (did you mean 'model'?)." if typo else ""
+            raise ValueError(
+                f"FullModelFactory needs model (a FULL_MODEL_REGISTRY name or an nn.Module).{hint}"
+            )
         model = instantiate_spec(model, "model")
         if isinstance(model, nn.Module):
             if kwargs:

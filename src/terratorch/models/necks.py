@@ -31,8 +31,8 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from terratorch.choices import did_you_mean
 from terratorch.registry import NECK_REGISTRY, TERRATORCH_NECK_REGISTRY
-from terratorch.registry.registry import close_matches
 
 __all__ = [
     "AddBottleneckLayer",
@@ -127,10 +127,9 @@ class NeckSequential(nn.Sequential):
 
 def _check_mode(owner: str, mode: str) -> str:
     if mode not in _INTERPOLATION_MODES:
-        hint = close_matches(mode, _INTERPOLATION_MODES, n=1)
-        suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
         raise ValueError(
-            f"{owner}: unknown interpolation mode {mode!r}; valid: {_INTERPOLATION_MODES}.{suggestion}"
+            f"{owner}: unknown interpolation mode {mode!r}; valid: {_INTERPOLATION_MODES}."
+            + did_you_mean(mode, _INTERPOLATION_MODES, n=1)
         )
     return mode
 

@@ -14,14 +14,16 @@ from torch import nn
 
 from terratorch.models.backbone_adapter import PretrainedWeightsNotFoundError, resolve_timm_pretrained
 from terratorch.models.encoder_decoder_factory import (
+    PREFIXES,
     assemble_model,
     build_backbone,
     check_task,
+    parameter_names,
     route_kwargs,
     split_temporal_kwargs,
     wrap_encoder,
 )
-from terratorch.models.model import AuxiliaryHead, Model, ModelFactory, register_factory
+from terratorch.models.model import AuxiliaryHead, Model, ModelFactory, checked_arguments, register_factory
 
 __all__ = ["PretrainedWeightsNotFoundError", "PrithviModelFactory", "resolve_timm_pretrained"]
 
@@ -30,6 +32,7 @@ __all__ = ["PretrainedWeightsNotFoundError", "PrithviModelFactory", "resolve_tim
 class PrithviModelFactory(ModelFactory):
     """Build backbone + decoder + head models from a band list (see :meth:`build_model`)."""
 
+    @checked_arguments(*PREFIXES)
     def build_model(
         self,
         task: str,
@@ -72,11 +75,13 @@ class PrithviModelFactory(ModelFactory):
             PretrainedWeightsNotFoundError: ``pretrained=True`` on a timm backbone without local weights.
         """
         task = check_task(task)
+        routed = route_kwargs(
+            kwargs, known=parameter_names(self.build_model)
+        )  # a typo wins over what it hides
         if task in ("segmentation", "classification") and num_classes is None:
             raise ValueError(f"task={task!r} needs num_classes (the number of output classes).")
         if not bands:
             raise ValueError("bands must list the input bands (e.g. ['BLUE', 'GREEN', 'RED']).")
-        routed = route_kwargs(kwargs)
         in_channels = len(bands) if in_channels is None else in_channels
         temporal, backbone_args = split_temporal_kwargs(routed.backbone)
         if isinstance(backbone, str):

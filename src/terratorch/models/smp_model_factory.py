@@ -8,10 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from terratorch.choices import close_matches
 from terratorch.models.backbone_adapter import pad_to_multiple
 from terratorch.models.encoder_decoder_factory import check_task
-from terratorch.models.model import Model, ModelFactory, ModelOutput, register_factory
+from terratorch.models.model import Model, ModelFactory, ModelOutput, checked_arguments, register_factory
 from terratorch.models.utils import extract_prefix_keys
+from terratorch.registry import InvalidModelError
 
 __all__ = ["SMPModelFactory", "SMPModelWrapper"]
 
@@ -22,6 +24,7 @@ SMP_TASKS = ("segmentation", "regression")
 class SMPModelFactory(ModelFactory):
     """Build an smp architecture (``Unet``, ``FPN``, ``DeepLabV3Plus``, ...) on an smp encoder."""
 
+    @checked_arguments("smp_", "aux_")
     def build_model(
         self,
         task: str,
@@ -95,11 +98,9 @@ def _architecture(smp: Any, model: str) -> type[nn.Module]:
 
     found = MODEL_ARCHITECTURES_MAPPING.get(str(model).lower())
     if found is None:
-        from terratorch.registry.registry import InvalidModelError, close_matches
-
         names = [cls.__name__ for cls in MODEL_ARCHITECTURES_MAPPING.values()]
         raise InvalidModelError(
-            str(model), "smp architectures", close_matches(str(model), names), hint=f"Valid: {names}."
+            str(model), "smp architectures", close_matches(str(model), names, n=5), hint=f"Valid: {names}."
         )
     return found
 
@@ -109,10 +110,11 @@ def _check_encoder(smp: Any, name: str) -> None:
         return  # any timm model through smp's timm-universal encoder
     names = smp.encoders.get_encoder_names()
     if name not in names:
-        from terratorch.registry.registry import InvalidModelError, close_matches
-
         raise InvalidModelError(
-            name, "smp encoders", close_matches(name, names), hint="Use 'tu-<timm model>' for timm encoders."
+            name,
+            "smp encoders",
+            close_matches(name, names, n=5),
+            hint="Use 'tu-<timm model>' for timm encoders.",
         )
 
 

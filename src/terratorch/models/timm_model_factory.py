@@ -7,8 +7,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from terratorch.models.encoder_decoder_factory import check_task
-from terratorch.models.model import Model, ModelFactory, ModelOutput, register_factory
+from terratorch.choices import close_matches
+from terratorch.models.encoder_decoder_factory import check_task, parameter_names
+from terratorch.models.model import Model, ModelFactory, ModelOutput, checked_arguments, register_factory
 from terratorch.models.utils import extract_prefix_keys
 
 __all__ = ["TimmModelFactory", "TimmModelWrapper"]
@@ -18,6 +19,7 @@ __all__ = ["TimmModelFactory", "TimmModelWrapper"]
 class TimmModelFactory(ModelFactory):
     """Build ``timm.create_model(backbone, num_classes=..., in_chans=..., **backbone_kwargs)``."""
 
+    @checked_arguments("backbone_")
     def build_model(
         self,
         task: str,
@@ -47,6 +49,15 @@ class TimmModelFactory(ModelFactory):
         """
         import timm
 
+        extracted, rest = extract_prefix_keys(kwargs, "backbone_")
+        if rest:  # checked first: a typo (num_clases) must not be reported as what it hides
+            named = parameter_names(self.build_model)
+            guesses = [repr(m[0]) for key in sorted(rest) if (m := close_matches(key, named, n=1))]
+            hint = f" (did you mean {', '.join(guesses)}?)" if guesses else ""
+            raise ValueError(
+                f"Unused argument(s) {sorted(rest)}{hint}: TimmModelFactory passes only 'backbone_*' kwargs "
+                "(to timm.create_model)."
+            )
         if num_classes is None:
             raise ValueError("TimmModelFactory needs num_classes (the number of output classes).")
         check_task(task)
@@ -54,17 +65,11 @@ class TimmModelFactory(ModelFactory):
             raise ValueError(
                 f"TimmModelFactory builds classifiers: task must be 'classification', got {task!r}."
             )
-        extracted, rest = extract_prefix_keys(kwargs, "backbone_")
-        if rest:
-            raise ValueError(
-                f"Unused argument(s) {sorted(rest)}: TimmModelFactory passes only 'backbone_*' kwargs "
-                "(to timm.create_model)."
-            )
         name = backbone.partition("_")[2] if backbone.startswith("timm_") else backbone
         if not timm.is_model(name):
-            from terratorch.registry.registry import InvalidModelError, close_matches
+            from terratorch.registry import InvalidModelError
 
-            raise InvalidModelError(backbone, "timm models", close_matches(name, timm.list_models()))
+            raise InvalidModelError(backbone, "timm models", close_matches(name, timm.list_models(), n=5))
         timm_kwargs = {**(backbone_kwargs or {}), **extracted}
         if in_channels is None:
             in_channels = len(bands) if bands else 3

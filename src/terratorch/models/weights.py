@@ -2,11 +2,12 @@
 
 One path serves the Prithvi ViTs, Prithvi Swin and timm CNNs:
 
-1. :func:`resolve_weights_file` — a local ``ckpt_path`` / ``pretrained_cfg_overlay["file"]``, or the
-   file in the local Hugging Face cache (``huggingface_hub.hf_hub_download``; with ``HF_HUB_OFFLINE=1``
-   nothing is downloaded and a missing file is an error naming the repo and file).
-2. :func:`read_checkpoint` — ``.pt/.pth/.ckpt/.bin`` through ``torch.load(weights_only=True)`` (unless
-   the caller opts out) or ``.safetensors``; Lightning/``{"model": ...}`` wrappers are unwrapped.
+1. :func:`resolve_weights_file` — one rule for Prithvi and timm: a local ``ckpt_path`` /
+   ``pretrained_cfg_overlay["file"]``, else the local Hugging Face or torch hub cache, else a download
+   only when allowed (``TERRATORCH_ALLOW_DOWNLOAD=1``); otherwise an error naming every place looked at.
+2. :func:`read_checkpoint` — ``.pt/.pth/.ckpt/.bin`` through :func:`load_torch_checkpoint` (the safe
+   ``torch.load(weights_only=True)`` unless the caller opts out) or ``.safetensors``;
+   Lightning/``{"model": ...}`` wrappers are unwrapped.
 3. :func:`adapt_state_dict_keys` — wrapper prefixes (``module.``, ``model.``, ``encoder.``, ...) are
    stripped or added so the keys line up with the model.
 4. :func:`remap_band_channels` — input channels of the first layer are copied band by band from the
@@ -19,7 +20,8 @@ One path serves the Prithvi ViTs, Prithvi Swin and timm CNNs:
 
 from __future__ import annotations
 
-import pickle
+import os
+import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,23 +33,29 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "ALLOW_DOWNLOAD_ENV",
     "CHECKPOINT_SUFFIXES",
     "RGB_BANDS",
     "BandMismatchError",
     "CheckpointFormatError",
     "CheckpointMismatchError",
     "LoadReport",
+    "PretrainedWeightsNotFoundError",
     "WeightsError",
     "WeightsNotFoundError",
     "adapt_state_dict_keys",
     "band_key",
+    "check_checkpoint_format",
     "create_timm_model",
+    "downloads_allowed",
     "find_key",
     "load_backbone_weights",
     "load_pretrained_weights",
     "load_state_dict_into",
+    "load_torch_checkpoint",
     "read_checkpoint",
     "remap_band_channels",
+    "resolve_timm_weights_file",
     "resolve_weights_file",
 ]
 
@@ -78,6 +86,10 @@ class WeightsNotFoundError(WeightsError, FileNotFoundError):
     """No weights file at the given path, or not in the local Hugging Face cache."""
 
 
+class PretrainedWeightsNotFoundError(WeightsNotFoundError):
+    """``pretrained=True`` but the weights are neither local nor cached (and downloads are off)."""
+
+
 class CheckpointFormatError(WeightsError, ValueError):
     """The file exists but cannot be read as a checkpoint (wrong suffix, corrupt, unsafe pickle)."""
 
@@ -91,68 +103,175 @@ class BandMismatchError(WeightsError, ValueError):
 
 
 # ----------------------------------------------------------------------------------------------
-# 1. finding the file
+# 1. finding the file: one rule for every backbone
 # ----------------------------------------------------------------------------------------------
+#: Set to ``1`` to let ``pretrained=True`` download weights missing from the local caches.
+ALLOW_DOWNLOAD_ENV = "TERRATORCH_ALLOW_DOWNLOAD"
+_TRUE = ("1", "true", "yes", "on")
+
+
+def downloads_allowed(allow_download: bool | None = None) -> bool:
+    """Whether weights may be downloaded: ``allow_download`` if given, else ``TERRATORCH_ALLOW_DOWNLOAD``.
+
+    Offline is the default; ``HF_HUB_OFFLINE=1`` forbids downloads whatever is asked.
+    """
+    from huggingface_hub import constants
+
+    if constants.is_offline_mode():
+        return False
+    if allow_download is not None:
+        return bool(allow_download)
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in _TRUE
+
+
 def resolve_weights_file(
     ckpt_path: str | Path | None = None,
     *,
     hf_repo_id: str | None = None,
     hf_filenames: Sequence[str] = (),
+    url: str | None = None,
     model_name: str = "this model",
     cache_dir: str | Path | None = None,
+    allow_download: bool | None = None,
 ) -> Path:
-    """Return the local weights file: ``ckpt_path`` if given, else the Hugging Face cache entry.
+    """Find the weights file: a local file, else the local caches, else (only if allowed) a download.
+
+    The same rule serves Prithvi (Hugging Face repos) and timm (Hugging Face repos or URLs):
+
+    1. ``ckpt_path`` (``ckpt_path=`` / ``pretrained_cfg_overlay={"file": ...}``): it must exist;
+    2. the local Hugging Face cache (each of ``hf_filenames`` in ``hf_repo_id``), then the torch hub
+       cache (``<torch hub dir>/checkpoints/<file name of url>``);
+    3. a download, only when :func:`downloads_allowed` (``allow_download=True`` or
+       ``TERRATORCH_ALLOW_DOWNLOAD=1``, and not ``HF_HUB_OFFLINE=1``).
 
     Args:
         ckpt_path: A local file chosen by the user; it must exist.
         hf_repo_id: Hub repository that publishes the weights (e.g.
             ``ibm-nasa-geospatial/Prithvi-EO-2.0-300M``).
         hf_filenames: Candidate file names in that repository, tried in order.
+        url: Direct download address (timm's ``pretrained_cfg.url``), cached by torch hub.
         model_name: Used in error messages.
         cache_dir: Hugging Face cache directory (default: the hub's own setting).
+        allow_download: Overrides ``TERRATORCH_ALLOW_DOWNLOAD`` (``None``: use the variable).
 
     Raises:
-        WeightsNotFoundError: The local file does not exist, the model has no published weights, or
-            (offline) the file is not cached. The message says how to pass a local file.
+        PretrainedWeightsNotFoundError: The local file does not exist, the model has no published weights, or
+            nothing was found; the message names every place that was looked at and how to go on.
     """
     if ckpt_path is not None:
-        path = Path(ckpt_path).expanduser()
+        path = Path(os.fspath(ckpt_path)).expanduser()
         if not path.is_file():
             where = "is a directory" if path.is_dir() else "does not exist"
-            raise WeightsNotFoundError(
+            raise PretrainedWeightsNotFoundError(
                 f"Weights file for {model_name} {where}: {str(path)!r} (absolute: {path.absolute()})."
             )
         return path
-    if not hf_repo_id or not hf_filenames:
-        raise WeightsNotFoundError(
+    filenames = [f for f in hf_filenames if f] if hf_repo_id else []
+    if not filenames and not url:
+        raise PretrainedWeightsNotFoundError(
             f"{model_name} has no published weights to fetch; pass a local file with "
             "ckpt_path=... (or pretrained_cfg_overlay={'file': ...} for timm models), or pretrained=False."
         )
-    return _hf_cached_file(hf_repo_id, list(hf_filenames), model_name=model_name, cache_dir=cache_dir)
-
-
-def _hf_cached_file(
-    repo_id: str, filenames: list[str], *, model_name: str, cache_dir: str | Path | None
-) -> Path:
-    from huggingface_hub import constants, hf_hub_download
-
-    offline = constants.is_offline_mode()
+    looked: list[str] = []
+    found = _find_cached(hf_repo_id, filenames, url, cache_dir, looked)
+    if found is not None:
+        return found
     failures: list[str] = []
-    # the local cache first (no network round trip), then (unless offline) a download
-    for local_only in (True, False) if not offline else (True,):
+    if downloads_allowed(allow_download):
+        found = _try_download(hf_repo_id, filenames, url, cache_dir, failures)
+        if found is not None:
+            return found
+    raise PretrainedWeightsNotFoundError(
+        _not_found_message(model_name, hf_repo_id, filenames, looked, failures)
+    )
+
+
+def _find_cached(
+    repo_id: str | None,
+    filenames: list[str],
+    url: str | None,
+    cache_dir: str | Path | None,
+    looked: list[str],
+) -> Path | None:
+    """The weights file in the local Hugging Face or torch hub cache; appends each place to ``looked``."""
+    if repo_id and filenames:
+        from huggingface_hub import constants, try_to_load_from_cache
+
+        root = Path(cache_dir or constants.HF_HUB_CACHE)
         for filename in filenames:
-            try:
-                found = hf_hub_download(repo_id, filename, cache_dir=cache_dir, local_files_only=local_only)
-            except Exception as error:  # hub raises many types (offline, HTTP, missing entry)
-                failures.append(f"{filename}: {type(error).__name__}")
-                continue
-            return Path(found)
-    mode = "HF_HUB_OFFLINE is set, so only the local cache was searched" if offline else "download failed"
-    raise WeightsNotFoundError(
-        f"Pretrained weights for {model_name} not found: needed {filenames} from the Hugging Face repo "
-        f"{repo_id!r} ({mode}; {', '.join(failures)}). Download the file yourself and pass "
-        "ckpt_path='/path/to/file' (backbone_ckpt_path in a factory config; for timm models "
-        "pretrained_cfg_overlay={'file': path}), or use pretrained=False."
+            hit = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir)
+            if isinstance(hit, str) and Path(hit).is_file():
+                return Path(hit)
+            looked.append(f"{root / ('models--' + repo_id.replace('/', '--'))}/snapshots/*/{filename}")
+    if url:
+        local = _torch_hub_file(url)
+        if local.is_file():
+            return local
+        looked.append(str(local))
+    return None
+
+
+def _torch_hub_file(url: str) -> Path:
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?", 1)[0])
+
+
+def _try_download(
+    repo_id: str | None,
+    filenames: list[str],
+    url: str | None,
+    cache_dir: str | Path | None,
+    failures: list[str],
+) -> Path | None:
+    for filename in filenames:
+        if not repo_id:
+            break
+        try:
+            return _download(repo_id, filename, cache_dir)
+        except Exception as error:  # the hub raises many types (HTTP, missing entry, connection)
+            failures.append(f"{repo_id}/{filename}: {type(error).__name__}")
+    if url:
+        try:
+            return _download_url(url)
+        except Exception as error:  # urllib/HTTP errors of many kinds
+            failures.append(f"{url}: {type(error).__name__}")
+    return None
+
+
+def _download(repo_id: str, filename: str, cache_dir: str | Path | None) -> Path:
+    """Download one file of a Hugging Face repo into its cache (the only network call for HF weights)."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id, filename, cache_dir=cache_dir))
+
+
+def _download_url(url: str) -> Path:
+    """Download ``url`` into the torch hub cache (the only network call for URL weights)."""
+    import torch.hub
+
+    target = _torch_hub_file(url)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(target))
+    return target
+
+
+def _not_found_message(
+    model_name: str, repo_id: str | None, filenames: list[str], looked: list[str], failures: list[str]
+) -> str:
+    from huggingface_hub import constants
+
+    wanted = f"{filenames} from the Hugging Face repo {repo_id!r}" if repo_id and filenames else "its weights"
+    if failures:
+        why = f"the download failed ({', '.join(failures)})"
+    elif constants.is_offline_mode():
+        why = "HF_HUB_OFFLINE is set, so nothing was downloaded"
+    else:
+        why = f"downloads are off; set {ALLOW_DOWNLOAD_ENV}=1 to allow them"
+    return (
+        f"Pretrained weights for {model_name} not found: needed {wanted}. Looked in: {'; '.join(looked)} "
+        f"({why}). Download the file yourself and pass ckpt_path='/path/to/file' (backbone_ckpt_path in a "
+        "factory config; for timm models pretrained_cfg_overlay={'file': path}), or pass pretrained=False."
     )
 
 
@@ -171,19 +290,29 @@ def read_checkpoint(path: str | Path, *, weights_only: bool = True) -> dict[str,
         WeightsNotFoundError: No such file.
         CheckpointFormatError: Unsupported suffix, unreadable content, or no tensors inside.
     """
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"Checkpoint file does not exist: {str(path)!r} (absolute: {path.absolute()})."
-        )
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     if suffix not in CHECKPOINT_SUFFIXES:
         raise CheckpointFormatError(
             f"Cannot read {str(path)!r}: suffix {suffix or '(none)'!r} is not one of "
             f"{list(CHECKPOINT_SUFFIXES)}."
         )
-    obj = _load_safetensors(path) if suffix == ".safetensors" else _load_torch(path, weights_only)
+    if suffix == ".safetensors":
+        obj = _load_safetensors(path)
+    else:
+        obj = load_torch_checkpoint(path, weights_only=weights_only)
     return _unwrap_state_dict(obj, path)
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(os.fspath(path)).expanduser()
+    if path.is_dir():
+        raise WeightsNotFoundError(f"Checkpoint path is a directory, not a file: {str(path)!r}.")
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"Checkpoint file does not exist: {str(path)!r} (absolute: {path.absolute()})."
+        )
+    return path
 
 
 def _load_safetensors(path: Path) -> Any:
@@ -195,25 +324,94 @@ def _load_safetensors(path: Path) -> Any:
         raise CheckpointFormatError(f"{str(path)!r} is not a readable safetensors file: {error}") from error
 
 
-def _load_torch(path: Path, weights_only: bool) -> Any:
+#: First bytes of the two layouts ``torch.save`` writes: a zip archive, or a pickle (protocol 2-5).
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_HEADS = tuple(bytes([0x80, protocol]) for protocol in range(2, 6))
+
+
+def check_checkpoint_format(path: str | Path) -> Path:
+    """Raise unless ``path`` looks like a file ``torch.save`` wrote; cheap: nothing is unpickled.
+
+    A checkpoint is a zip archive holding a ``data.pkl`` (torch >= 1.6) or a legacy pickle stream. Text
+    files, random bytes, empty files and other zip archives are rejected with a message naming the file
+    (torch's own error would suggest ``weights_only=False``, which runs code from the file).
+
+    Returns:
+        The path, as an existing :class:`~pathlib.Path`.
+
+    Raises:
+        WeightsNotFoundError: No such file.
+        CheckpointFormatError: ``"<path> is not a PyTorch checkpoint (...)"``.
+    """
     import zipfile
 
-    # zip-format files (torch >= 1.6) are memory-mapped: large checkpoints load without a full copy
-    mmap = zipfile.is_zipfile(path)
+    path = _existing_file(path)
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                if any(name.endswith("data.pkl") for name in archive.namelist()):
+                    return path
+            kind = "a zip archive without the data.pkl torch.save writes"
+        except (zipfile.BadZipFile, OSError):
+            kind = "a corrupt or truncated zip archive"
+    elif head[:2] in _PICKLE_HEADS:
+        return path
+    else:
+        kind = "an empty file" if not head else f"a file starting with {head[:8]!r}"
+    raise CheckpointFormatError(
+        f"{str(path)!r} is not a PyTorch checkpoint ({kind}; torch.save writes a zip archive or a "
+        "pickle). Check the path: it may point at another file."
+    )
+
+
+def load_torch_checkpoint(path: str | Path, *, weights_only: bool = True, map_location: Any = "cpu") -> Any:
+    """``torch.load`` of a checkpoint file, safely by default, with errors that say what the file is.
+
+    The one safe loader for every module that opens ``.pt/.pth/.ckpt`` files (backbone weights, the
+    CLI's ``--ckpt_path``). Zip-format files are memory-mapped, so large checkpoints load without a
+    full copy. Returns the unpickled object as is (a Lightning checkpoint stays a dict with
+    ``state_dict``, ``hyper_parameters``, ...).
+
+    Args:
+        path: The file.
+        weights_only: Refuse pickled Python objects other than tensors and plain containers
+            (``torch.load(weights_only=True)``); ``False`` only for files you trust.
+        map_location: Passed to ``torch.load``.
+
+    Raises:
+        WeightsNotFoundError: No such file (a ``FileNotFoundError``).
+        CheckpointFormatError: ``"<path> is not a PyTorch checkpoint (...)"`` for files of another kind
+            (text, random bytes, truncated archives), or a checkpoint holding Python objects while
+            ``weights_only=True`` (a ``ValueError``).
+    """
+    path = check_checkpoint_format(path)
+    with path.open("rb") as handle:
+        is_zip = handle.read(4) == _ZIP_MAGIC
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only, mmap=mmap)
-    except pickle.UnpicklingError as error:
-        if weights_only and "Unsupported global" in str(error):
+        mmap = is_zip
+        return torch.load(path, map_location=map_location, weights_only=weights_only, mmap=mmap)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError, ...
+        text = str(error)
+        if weights_only and "Unsupported global" in text:
             raise CheckpointFormatError(
-                f"{str(path)!r} stores Python objects besides tensors, which weights_only=True refuses to "
-                "unpickle. If you trust the file, pass weights_only=False."
-            ) from error
-        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+                f"{str(path)!r} stores Python objects besides tensors ({_unpickler_reason(text)}), which "
+                "the safe loader refuses. If you trust the file, pass weights_only=False."
+            ) from None
+        layout = "zip archive" if is_zip else "pickle"
         raise CheckpointFormatError(
-            f"{str(path)!r} is corrupt or not a torch checkpoint: {reason}"
-        ) from error
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
-        raise CheckpointFormatError(f"{str(path)!r} is corrupt or not a torch checkpoint: {error}") from error
+            f"{str(path)!r} is not a PyTorch checkpoint (a corrupt or truncated {layout}: "
+            f"{_unpickler_reason(text) or type(error).__name__})."
+        ) from None
+
+
+def _unpickler_reason(text: str) -> str:
+    """The first sentence of the reason inside torch's load error, without its ``weights_only`` advice."""
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\n\s*\n|$)", text, re.S)
+    reason = match.group(1) if match else next((line for line in text.splitlines() if line.strip()), "")
+    reason = reason.strip().split(". ")[0].rstrip(".")
+    return "" if "weights_only" in reason else reason[:200]
 
 
 def _unwrap_state_dict(obj: Any, source: object) -> dict[str, Tensor]:
@@ -714,8 +912,22 @@ def _handles_weight_kwargs(timm: Any, name: str) -> bool:
 
 def _timm_hub_file(model: nn.Module, name: str) -> Path:
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    repo = cfg.get("hf_hub_id")
-    filenames = (
-        [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else ["model.safetensors", "pytorch_model.bin"]
+    return resolve_timm_weights_file(name, cfg)
+
+
+def timm_weight_candidates(cfg: Mapping[str, Any]) -> tuple[str | None, list[str], str | None]:
+    """``(hf repo, file names, url)`` where a timm ``pretrained_cfg`` says its weights are published."""
+    repo = cfg.get("hf_hub_id") or None
+    named = cfg.get("hf_hub_filename")
+    filenames = [named] if named else ["model.safetensors", "pytorch_model.bin"]
+    return repo, filenames if repo else [], cfg.get("url") or None
+
+
+def resolve_timm_weights_file(
+    name: str, cfg: Mapping[str, Any], *, allow_download: bool | None = None
+) -> Path:
+    """:func:`resolve_weights_file` for timm model ``name`` with pretrained cfg ``cfg`` (a dict)."""
+    repo, filenames, url = timm_weight_candidates(cfg)
+    return resolve_weights_file(
+        hf_repo_id=repo, hf_filenames=filenames, url=url, model_name=name, allow_download=allow_download
     )
-    return resolve_weights_file(hf_repo_id=repo, hf_filenames=filenames if repo else (), model_name=name)

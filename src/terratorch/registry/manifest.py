@@ -1,7 +1,12 @@
-"""Built-in registry entries: name → module that registers it, plus metadata readable without imports.
+"""Built-in registry entries: name → module that registers it, plus a copy of their listing metadata.
 
-Keeping this table separate from the implementations is what lets ``import terratorch.registry``
-list every built-in name (and its bands, patch size, ...) without importing torch models.
+The tables of each architecture (sizes, bands, normalisation, published weight files) live next to
+the model, e.g. ``prithvi_cfgs`` in :mod:`terratorch.models.backbones.prithvi_vit`, which registers
+every builder with its metadata. This manifest repeats only what a listing needs, so
+``import terratorch.registry`` and ``list_backbones()`` work without importing torch models; once a
+module is imported, the metadata it registers replaces the copy. ``tests/registry/test_manifest.py``
+imports every model module and fails, printing the entry to paste here, when the two disagree or a
+registered name is missing.
 """
 
 from __future__ import annotations
@@ -9,103 +14,117 @@ from __future__ import annotations
 from typing import Any
 
 _MODELS = "terratorch.models"
+_PRITHVI_VIT = f"{_MODELS}.backbones.prithvi_vit"
 
-PRITHVI_BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
-
-# Published normalisation of Prithvi EO 2.0 inputs (HLS reflectance x 10000), per PRITHVI_BANDS.
-PRITHVI_V2_MEAN = [1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0]
-PRITHVI_V2_STD = [2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0]
-
+_HLS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
+_V1_NORM = {
+    "mean": [775.0, 1081.0, 1229.0, 2497.0, 2204.0, 1611.0],
+    "std": [1282.0, 1270.0, 1399.0, 1368.0, 1292.0, 1155.0],
+}
+_V2_NORM = {
+    "mean": [1087.0, 1342.0, 1433.0, 2734.0, 1958.0, 1363.0],
+    "std": [2248.0, 2179.0, 2178.0, 1850.0, 1242.0, 1049.0],
+}
 _TL = {"coords_encoding": ["time", "location"]}
+_HF = "ibm-nasa-geospatial/"
 
-# Published architecture sizes of the Prithvi EO family (encoder only). ``num_frames`` is the number
-# of frames the published weights were pretrained with; the backbones default to one frame.
-PRITHVI_VARIANTS: dict[str, dict[str, Any]] = {
-    "prithvi_eo_tiny": {"embed_dim": 256, "depth": 4, "num_heads": 4, "patch_size": 16, "num_frames": 1},
-    "prithvi_eo_v1_100": {"embed_dim": 768, "depth": 12, "num_heads": 12, "patch_size": 16, "num_frames": 3},
-    "prithvi_eo_v2_tiny_tl": {
-        "embed_dim": 192,
-        "depth": 12,
-        "num_heads": 3,
-        "patch_size": 16,
-        "num_frames": 4,
-        **_TL,
-    },
-    "prithvi_eo_v2_100_tl": {
-        "embed_dim": 768,
-        "depth": 12,
-        "num_heads": 12,
-        "patch_size": 16,
-        "num_frames": 4,
-        **_TL,
-    },
-    "prithvi_eo_v2_300": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "patch_size": 16, "num_frames": 4},
-    "prithvi_eo_v2_300_tl": {
-        "embed_dim": 1024,
-        "depth": 24,
-        "num_heads": 16,
-        "patch_size": 16,
-        "num_frames": 4,
-        **_TL,
-    },
-    "prithvi_eo_v2_600": {"embed_dim": 1280, "depth": 32, "num_heads": 16, "patch_size": 14, "num_frames": 4},
-    "prithvi_eo_v2_600_tl": {
-        "embed_dim": 1280,
-        "depth": 32,
-        "num_heads": 16,
-        "patch_size": 14,
-        "num_frames": 4,
-        **_TL,
-    },
+
+def _vit(
+    embed_dim: int, depth: int, num_heads: int, patch_size: int, frames: int, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "family": "prithvi_vit",
+        "bands": list(_HLS),
+        "embed_dim": embed_dim,
+        "depth": depth,
+        "num_heads": num_heads,
+        "patch_size": patch_size,
+        "out_channels": [embed_dim] * depth,
+        "pretrained_num_frames": frames,
+        **extra,
+    }
+
+
+def _weights(repo: str, filename: str) -> dict[str, str]:
+    return {"hf_hub_id": _HF + repo, "hf_hub_filename": filename}
+
+
+#: name → (module, metadata) of ``TERRATORCH_BACKBONE_REGISTRY``.
+BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
+    "prithvi_eo_tiny": (_PRITHVI_VIT, _vit(256, 4, 4, 16, 1, **_V2_NORM)),
+    "prithvi_eo_v1_100": (
+        _PRITHVI_VIT,
+        _vit(768, 12, 12, 16, 3, **_V1_NORM, **_weights("Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt")),
+    ),
+    "prithvi_eo_v2_tiny_tl": (
+        _PRITHVI_VIT,
+        _vit(
+            192,
+            12,
+            3,
+            16,
+            1,
+            **_V2_NORM,
+            **_TL,
+            **_weights("Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt"),
+        ),
+    ),
+    "prithvi_eo_v2_100_tl": (
+        _PRITHVI_VIT,
+        _vit(
+            768,
+            12,
+            12,
+            16,
+            4,
+            **_V2_NORM,
+            **_TL,
+            **_weights("Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt"),
+        ),
+    ),
+    "prithvi_eo_v2_300": (
+        _PRITHVI_VIT,
+        _vit(1024, 24, 16, 16, 4, **_V2_NORM, **_weights("Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt")),
+    ),
+    "prithvi_eo_v2_300_tl": (
+        _PRITHVI_VIT,
+        _vit(
+            1024,
+            24,
+            16,
+            16,
+            4,
+            **_V2_NORM,
+            **_TL,
+            **_weights("Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt"),
+        ),
+    ),
+    "prithvi_eo_v2_600": (
+        _PRITHVI_VIT,
+        _vit(1280, 32, 16, 14, 4, **_V2_NORM, **_weights("Prithvi-EO-2.0-600M", "Prithvi_EO_V2_600M.pt")),
+    ),
+    "prithvi_eo_v2_600_tl": (
+        _PRITHVI_VIT,
+        _vit(
+            1280,
+            32,
+            16,
+            14,
+            4,
+            **_V2_NORM,
+            **_TL,
+            **_weights("Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt"),
+        ),
+    ),
 }
 
-# Masked-autoencoder decoder sizes (decoder_embed_dim, decoder_depth, decoder_num_heads).
-PRITHVI_MAE_DECODERS: dict[str, tuple[int, int, int]] = {
-    name: (128, 4, 4) if name == "prithvi_eo_tiny" else (512, 8, 16) for name in PRITHVI_VARIANTS
-}
-
-# Hugging Face repo and file of each variant's published weights (looked up in the local cache only
-# when pretrained=True; nothing is downloaded offline). prithvi_eo_tiny has no published weights.
-PRITHVI_HF_WEIGHTS: dict[str, tuple[str, str]] = {
-    "prithvi_eo_v1_100": ("ibm-nasa-geospatial/Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt"),
-    "prithvi_eo_v2_tiny_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt"),
-    "prithvi_eo_v2_100_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt"),
-    "prithvi_eo_v2_300": ("ibm-nasa-geospatial/Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt"),
-    "prithvi_eo_v2_300_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt"),
-    "prithvi_eo_v2_600": ("ibm-nasa-geospatial/Prithvi-EO-2.0-600M", "Prithvi_EO_V2_600M.pt"),
-    "prithvi_eo_v2_600_tl": ("ibm-nasa-geospatial/Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt"),
-}
-
-
-def _backbones() -> dict[str, tuple[str, dict[str, Any]]]:
-    entries: dict[str, tuple[str, dict[str, Any]]] = {}
-    for name, arch in PRITHVI_VARIANTS.items():
-        meta: dict[str, Any] = {
-            "family": "prithvi_vit",
-            "bands": list(PRITHVI_BANDS),
-            # one feature per block, E channels each at the default num_frames=1
-            "out_channels": [arch["embed_dim"]] * arch["depth"],
-            "pretrained_num_frames": arch["num_frames"],
-            **{k: v for k, v in arch.items() if k != "num_frames"},
-        }
-        if name in PRITHVI_HF_WEIGHTS:
-            meta["hf_hub_id"], meta["hf_hub_filename"] = PRITHVI_HF_WEIGHTS[name]
-        if name.startswith("prithvi_eo_v2"):
-            meta["mean"], meta["std"] = list(PRITHVI_V2_MEAN), list(PRITHVI_V2_STD)
-        entries[name] = (f"{_MODELS}.backbones.prithvi_vit", meta)
-    return entries
-
-
-BACKBONES = _backbones()
-
+#: name → (module, metadata) of ``TERRATORCH_FULL_MODEL_REGISTRY``.
 FULL_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
-    f"{name}_mae": (
-        f"{_MODELS}.backbones.prithvi_vit",
-        {"family": "prithvi_mae", "encoder": name, "bands": list(PRITHVI_BANDS)},
-    )
-    for name in PRITHVI_VARIANTS
+    f"{encoder}_mae": (_PRITHVI_VIT, {"family": "prithvi_mae", "encoder": encoder, "bands": list(_HLS)})
+    for encoder in BACKBONES
 }
 
+#: name → module of ``TERRATORCH_NECK_REGISTRY``.
 NECKS: dict[str, str] = {
     name: f"{_MODELS}.necks"
     for name in (
@@ -116,10 +135,12 @@ NECKS: dict[str, str] = {
         "ReshapeTokensToImage",
         "LearnedInterpolateToPyramidal",
         "AddBottleneckLayer",
+        "FeaturePyramidNetworkNeck",
         "AggregateTokens",
     )
 }
 
+#: name → module of ``TERRATORCH_DECODER_REGISTRY``.
 DECODERS: dict[str, str] = {
     "FCNDecoder": f"{_MODELS}.decoders.fcn_decoder",
     "IdentityDecoder": f"{_MODELS}.decoders.identity_decoder",
@@ -134,6 +155,7 @@ DECODERS: dict[str, str] = {
     "SatMAEHead": f"{_MODELS}.decoders.satmae_head",
 }
 
+#: name → module of ``MODEL_FACTORY_REGISTRY``.
 MODEL_FACTORIES: dict[str, str] = {
     "EncoderDecoderFactory": f"{_MODELS}.encoder_decoder_factory",
     "PrithviModelFactory": f"{_MODELS}.prithvi_model_factory",

@@ -8,11 +8,12 @@ sources (ours, timm, smp) and resolves ``<prefix>_<name>`` to one source.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Protocol, TypeVar, overload, runtime_checkable
+
+from terratorch import choices
 
 T = TypeVar("T", bound=Callable[..., Any])
 
@@ -63,12 +64,11 @@ class InvalidModelError(KeyError):
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
-    """Return up to ``n`` candidates that look like ``name`` (case-insensitive)."""
-    by_lower: dict[str, str] = {}
-    for candidate in candidates:
-        by_lower.setdefault(candidate.lower(), candidate)
-    found = difflib.get_close_matches(name.lower(), list(by_lower), n=n, cutoff=0.6)
-    return [by_lower[f] for f in found]
+    """Return up to ``n`` candidates that look like ``name`` (case-insensitive).
+
+    Kept under this name for existing callers; it is :func:`terratorch.choices.close_matches`.
+    """
+    return choices.close_matches(name, candidates, n=n)
 
 
 def _before_lookup() -> None:
@@ -143,7 +143,8 @@ class Registry(Mapping[str, Callable[..., Any]]):
         """Register a class or function under its ``__name__`` (or ``name``) and return it unchanged.
 
         Usable bare (``@REG.register``) or with options (``@REG.register(name=..., metadata=...)``).
-        Metadata (bands, mean/std, patch size, ...) can be read later without building anything.
+        Metadata (bands, mean/std, patch size, ...) can be read later without building anything; given
+        here, it replaces the metadata a lazy declaration (:meth:`register_lazy`) made for the name.
         """
 
         def decorate(target: T) -> T:
@@ -164,8 +165,9 @@ class Registry(Mapping[str, Callable[..., Any]]):
                 )
             self._entries[key] = target
             self._lazy.pop(key, None)
-            if metadata:
-                self._metadata[key] = {**self._metadata.get(key, {}), **dict(metadata)}
+            if metadata is not None:
+                # declared next to the model: it replaces what a manifest declared for the lazy entry
+                self._metadata[key] = dict(metadata)
             return target
 
         if constructor is None:

@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
+from terratorch.registry.registry import InvalidModelError, close_matches
+
 _ADAPTER_MODULE = "terratorch.models.decoders.smp_decoders"
 
 
@@ -29,8 +31,6 @@ class SMPDecoderSource:
 
     def __getitem__(self, name: str) -> Any:
         if name not in self:
-            from terratorch.registry.registry import InvalidModelError, close_matches
-
             raise InvalidModelError(name, "smp decoders", close_matches(name, self.names()))
         return partial(self.build, name)
 

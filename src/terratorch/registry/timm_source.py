@@ -1,7 +1,9 @@
 """Registry source over every model name that ``timm`` knows, built as a feature extractor.
 
 timm is imported on first lookup, together with the modules of ours that register architectures
-in timm's own registry (Prithvi Swin), so ``timm.create_model`` and our registries agree.
+in timm's own registry (Prithvi Swin), so ``timm.create_model`` and our registries agree. The model
+code is named by module path only (like the lazy manifest): ``registry/`` imports nothing from
+``models/``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,12 @@ import importlib
 from collections.abc import Iterator
 from typing import Any
 
+from terratorch.registry.registry import InvalidModelError, close_matches
+
 #: Our modules that call ``timm.models.register_model``; imported before the first timm lookup.
 TIMM_PLUGIN_MODULES: list[str] = ["terratorch.models.backbones.prithvi_swin"]
+#: Module whose ``build_timm_backbone(name, **kwargs)`` creates and wraps the timm model.
+_BUILDER_MODULE = "terratorch.models.backbones.timm_backbone"
 
 
 class TimmBackboneSource:
@@ -41,8 +47,6 @@ class TimmBackboneSource:
 
     def __getitem__(self, name: str) -> Any:
         if name not in self:
-            from terratorch.registry.registry import InvalidModelError, close_matches
-
             raise InvalidModelError(name, "timm", close_matches(name, self))
         from functools import partial
 
@@ -59,12 +63,9 @@ class TimmBackboneSource:
         if args:
             raise TypeError(f"timm backbones take keyword arguments only, got positional {args!r}.")
         self._timm()
-        from terratorch.models.backbones.timm_backbone import TimmBackbone
-        from terratorch.models.weights import create_timm_model
-
-        # create_timm_model is timm.create_model plus our band-aware local weights options
-        # (bands, pretrained_bands, ckpt_path, allow_partial); without them it is timm's call as is.
-        return TimmBackbone(create_timm_model(name, features_only=True, **kwargs))
+        # timm.create_model(features_only=True) plus our band-aware local weights options (bands,
+        # pretrained_bands, ckpt_path, allow_partial); without them it is timm's call as is.
+        return importlib.import_module(_BUILDER_MODULE).build_timm_backbone(name, **kwargs)
 
     def __repr__(self) -> str:
         return "TimmBackboneSource()"

@@ -16,6 +16,7 @@ Normalisation is the datamodule's job; tasks never normalise.
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from enum import Enum
@@ -31,7 +32,7 @@ from terratorch.tasks.losses import build_loss
 from terratorch.tasks.metrics import TaskMetrics
 from terratorch.tasks.optim import build_param_groups, check_optimizer_config, optimizer_factory
 
-__all__ = ["TerraTorchTask", "task_arguments"]
+__all__ = ["TerraTorchTask", "check_bands", "check_channels", "model_channels", "task_arguments"]
 
 _TARGET_KEYS = ("image", "mask", "label")
 #: Optimizer used when ``optimizer`` is None (the reference's choice).
@@ -167,6 +168,7 @@ class TerraTorchTask(LightningModule):
         self._class_weights = list(class_weights) if class_weights is not None else None
         self.configure_losses()
         self.configure_metrics()
+        self._channels_checked = False
 
     # -- construction ------------------------------------------------------------------------------
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, **kwargs: Any) -> Any:
@@ -487,7 +489,8 @@ class TerraTorchTask(LightningModule):
     ) -> tuple[Tensor, ModelOutput]:
         image, target, extra = self._unpack(batch)
         self.check_target(target, stage, batch_idx, batch)
-        output = self._tiled_forward(image, extra) if tiled else self(image, **extra)
+        self._check_channels_once(image)
+        output = self._forward_checked(image, extra, tiled)
         loss = self.compute_loss(output, target)
         self._check_finite(loss, stage, batch_idx, batch)
         self.log_loss(f"{metrics.prefix}loss", loss, stage, batch_size=image.shape[0])
@@ -539,7 +542,8 @@ class TerraTorchTask(LightningModule):
         """
         image, _, extra = self._unpack(batch, need_target=False)
         tiled = self.tiled_inference_parameters is not None
-        output = self._tiled_forward(image, extra) if tiled else self(image, **extra)
+        self._check_channels_once(image)
+        output = self._forward_checked(image, extra, tiled)
         result: dict[str, Any] = self.to_prediction(output.output)
         result["filename"] = batch.get("filename")
         return result
@@ -597,9 +601,36 @@ class TerraTorchTask(LightningModule):
 
     # -- setup: band cross-check -------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        """Check that the model's bands equal the datamodule's ``output_bands`` (order matters)."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        """Check that the model's bands equal the datamodule's ``output_bands`` (order matters), and
+        that its input channels (``model_args.backbone_in_chans``, ...) match their number."""
+        datamodule = self._datamodule()
         check_bands(self.model_args, datamodule)
+        check_channels(self.model_args, getattr(datamodule, "output_bands", None))
+
+    def _datamodule(self) -> Any:
+        return getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+
+    def _data_bands(self) -> list[Any] | None:
+        bands = getattr(self._datamodule(), "output_bands", None)
+        return list(bands) if bands else None
+
+    def _forward_checked(self, image: Tensor, extra: dict[str, Any], tiled: bool) -> ModelOutput:
+        """Forward (tiled or not); a convolution channel error is re-raised naming the config keys."""
+        try:
+            return self._tiled_forward(image, extra) if tiled else self(image, **extra)
+        except RuntimeError as error:
+            explained = explain_channel_error(error, self.model_args, self._data_bands())
+            if explained is None:
+                raise
+            raise explained from error
+
+    def _check_channels_once(self, image: Tensor) -> None:
+        """At the first batch, compare the image's channels (dim 1) with the model's declared count."""
+        if self._channels_checked:
+            return
+        self._channels_checked = True
+        if isinstance(image, Tensor) and image.dim() >= 4:
+            check_channels(self.model_args, self._data_bands(), data_channels=int(image.shape[1]))
 
     # -- plotting ----------------------------------------------------------------------------------
     def _should_plot(self) -> bool:
@@ -695,6 +726,91 @@ def check_bands(model_args: Mapping[str, Any], datamodule: Any) -> None:
             f"  datamodule output_bands: {data_list}\n"
             "Make model_args.bands (or backbone_bands) and the datamodule's output_bands the same list."
         )
+
+
+#: ``model_args`` keys that state the model's number of input channels, in the order they are read.
+CHANNEL_KEYS = (
+    "backbone_in_chans",
+    "in_channels",
+    "in_chans",
+    "backbone_in_channels",
+    "backbone_kwargs.in_chans",
+    "backbone_kwargs.in_channels",
+)
+#: ``model_args`` keys whose band list sets the model's number of input channels.
+BAND_KEYS = ("backbone_bands", "bands", "backbone_model_bands", "backbone_kwargs.bands")
+
+
+def _lookup(model_args: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = model_args
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(part)
+    return node
+
+
+def model_channels(model_args: Mapping[str, Any]) -> tuple[str, int] | None:
+    """The model's input channels as ``(config key, count)``, from ``model_args``; None if unstated.
+
+    An explicit channel count (``backbone_in_chans``, ``in_channels``, ...) wins over the length of a
+    band list (``backbone_bands``, ``bands``), as in the factories.
+    """
+    for key in CHANNEL_KEYS:
+        value = _lookup(model_args, key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return f"model_args.{key}", value
+    for key in BAND_KEYS:
+        value = _lookup(model_args, key)
+        if isinstance(value, Sequence) and not isinstance(value, str) and value:
+            return f"model_args.{key}", len(value)
+    return None
+
+
+def check_channels(
+    model_args: Mapping[str, Any], data_bands: Sequence[Any] | None, data_channels: int | None = None
+) -> None:
+    """Raise when the model's input channels differ from the data's (before a conv shape error would).
+
+    Args:
+        model_args: the task's ``model_args`` (see :func:`model_channels`).
+        data_bands: the datamodule's ``output_bands`` (None: unknown).
+        data_channels: channels of an actual batch (dim 1); defaults to ``len(data_bands)``.
+
+    Raises:
+        ValueError: naming the config key, the model's channel count and the data's bands.
+    """
+    declared = model_channels(model_args)
+    if data_channels is None and data_bands:
+        data_channels = len(data_bands)
+    if declared is None or data_channels is None or declared[1] == data_channels:
+        return
+    key, count = declared
+    shown = f"output_bands {[_band_name(b) for b in data_bands]}" if data_bands else "its images"
+    raise ValueError(
+        f"{key} is {count} but the data has {data_channels} channels ({shown}). Make them agree: set "
+        f"{key} to {data_channels}, or choose {count} output_bands on the datamodule."
+    )
+
+
+_CONV_CHANNELS = re.compile(r"expected input\[([^\]]*)\] to have (\d+) channels, but got (\d+) channels")
+
+
+def explain_channel_error(
+    error: RuntimeError, model_args: Mapping[str, Any], data_bands: Sequence[Any] | None
+) -> ValueError | None:
+    """A ValueError naming the config keys to fix for torch's convolution channel error (else None)."""
+    found = _CONV_CHANNELS.search(str(error))
+    if found is None:
+        return None
+    expected, got = int(found.group(2)), int(found.group(3))
+    declared = model_channels(model_args)
+    keys = declared[0] if declared else "model_args.backbone_in_chans (or backbone_bands / bands)"
+    shown = f" (output_bands {[_band_name(b) for b in data_bands]})" if data_bands else ""
+    return ValueError(
+        f"the model expects {expected} input channels but the data has {got}{shown}; set {keys} to {got} "
+        f"or select {expected} bands with the datamodule's output_bands. Torch said: {found.group(0)}"
+    )
 
 
 def _rgb_indices(datamodule: Any) -> list[int] | None:

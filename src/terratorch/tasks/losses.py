@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from terratorch.registry.registry import close_matches
+from terratorch.choices import did_you_mean
 
 __all__ = [
     "CLASSIFICATION_LOSSES",
@@ -429,10 +429,9 @@ def _build_one(
             hint = (
                 f" {name!r} is a loss for {'regression' if kind == 'classification' else 'classification'}."
             )
-        suggestions = close_matches(name, family)
-        did_you_mean = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        suggestion = did_you_mean(name, family, n=5, bare=True)
         raise ValueError(
-            f"Unknown loss {name!r} for a {kind} task.{did_you_mean}{hint} Valid losses: {sorted(family)}."
+            f"Unknown loss {name!r} for a {kind} task.{suggestion}{hint} Valid losses: {sorted(family)}."
         )
     constructor, takes_weights = family[key]
     kwargs: dict[str, Any] = {"ignore_index": ignore_index}

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
-from terratorch.registry.registry import close_matches
+from terratorch.choices import did_you_mean
 
 __all__ = [
     "LEGACY_METRIC_NAMES",
@@ -120,8 +120,7 @@ def canonical_task_type(task_type: str) -> str:
     key = _TASK_ALIASES.get(task_type, task_type)
     if key not in TASK_METRICS:
         valid = sorted(TASK_METRICS)
-        suggestions = close_matches(task_type, [*valid, *_TASK_ALIASES])
-        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        hint = did_you_mean(task_type, [*valid, *_TASK_ALIASES], n=5, bare=True)
         raise ValueError(f"Unknown task type {task_type!r}.{hint} Valid task types: {valid}.")
     return key
 
@@ -184,8 +183,7 @@ def resolve_metric_name(name: str, task_type: str) -> str:
     valid = metric_names(kind)
     match = _NAME_PATTERN.match(name)
     if match is None:
-        suggestions = close_matches(name, valid)
-        hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+        hint = did_you_mean(name, valid, n=5, bare=True)
         raise ValueError(
             f"Metric name {name!r} is not of the form '<stage>/<metric>' with stage in {list(STAGES)}."
             f"{hint} A {kind} task logs: {valid}."
@@ -201,8 +199,7 @@ def resolve_metric_name(name: str, task_type: str) -> str:
             f"Metric name {name!r} is deprecated; use {new_name!r} instead.", DeprecationWarning, stacklevel=2
         )
         return new_name
-    suggestions = close_matches(name, valid)
-    hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+    hint = did_you_mean(name, valid, n=5, bare=True)
     per_class = " (plus IoU_<class> per class)" if kind == "segmentation" else ""
     raise ValueError(f"A {kind} task never logs {name!r}.{hint} It logs: {valid}{per_class}.")
 

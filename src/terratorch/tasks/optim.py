@@ -46,7 +46,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from terratorch.registry.registry import close_matches
+from terratorch.choices import did_you_mean
 
 __all__ = [
     "SCHEDULE_KEYS",
@@ -97,8 +97,7 @@ def _resolve_class(name: str | type, module: Any, base: type, what: str, exclude
     by_lower = {k.lower(): v for k, v in available.items()}
     if name.lower() in by_lower:
         return by_lower[name.lower()]
-    suggestions = close_matches(name, available)
-    hint = f" Did you mean: {', '.join(suggestions)}?" if suggestions else ""
+    hint = did_you_mean(name, available, n=5, bare=True)
     raise ValueError(
         f"Unknown {what} {name!r}.{hint} Valid names: {sorted(available)} (or a dotted import path)."
     )

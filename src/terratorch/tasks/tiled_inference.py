@@ -7,7 +7,9 @@ Two entry points share one crop grid, one blending window and one accumulation r
   profiles); crop coordinates are generated lazily and crops are cut out one batch at a time.
 - :func:`tiled_inference_geotiff` streams a GeoTIFF on disk to a GeoTIFF on disk: it reads one horizontal
   strip of rows (the height of a crop) at a time, keeps an accumulator only as tall as a crop, and writes
-  rows as soon as no later crop can touch them. Memory is bounded by the strip, not by the scene.
+  rows as soon as no later crop can touch them. Memory is bounded by the strip, not by the scene. The
+  raster rules (reading windows, nodata, output dtype and profile, row writing) are those of
+  :mod:`terratorch.io.geotiff`; this module only tiles, blends and batches.
 
 Crop placement: along each axis crops start at ``0, stride, 2*stride, ...`` and the last crop is aligned
 with the far border, so every pixel is covered and no crop reaches outside the image. An axis shorter
@@ -42,7 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from terratorch.registry.registry import close_matches
+from terratorch.choices import unknown_choice
+from terratorch.io import geotiff
 
 __all__ = [
     "BLEND_MODES",
@@ -58,8 +61,6 @@ __all__ = [
 BLEND_MODES = ("cosine", "none")
 PADDING_MODES = ("reflect", "replicate", "constant")
 OUTPUT_MODES = ("argmax", "probabilities", "raw")
-# Keys older TerraTorch configs put into ``tiled_inference_parameters``; mapped with a warning.
-_BLOCK = 256  # GeoTIFF tile edge: writes are grouped into whole rows of tiles
 
 
 # ----------------------------------------------------------------------------- validation
@@ -67,9 +68,7 @@ def _choice(value: str, valid: Sequence[str], what: str) -> str:
     """Return ``value`` if it is one of ``valid``, else raise a ValueError listing the options."""
     if value in valid:
         return value
-    hint = close_matches(str(value), valid)
-    suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
-    raise ValueError(f"Unknown {what} {value!r}; valid values are {list(valid)}.{suggestion}")
+    raise ValueError(unknown_choice(what, str(value), valid))
 
 
 def _positive_int(value: Any, name: str) -> int:
@@ -695,101 +694,15 @@ def _progress(iterable: Iterable[Any], total: int, enabled: bool, unit: str) -> 
 
 
 # ----------------------------------------------------------------------------- GeoTIFF streaming
-_GDAL_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64")
-
-
 def _resolve_out_dtype(out_dtype: str | None, output: str) -> str:
     """Default ``uint8`` for argmax and ``float32`` otherwise; integers only for argmax, floats otherwise."""
     if out_dtype is None:
         return "uint8" if output == "argmax" else "float32"
-    dtype = _choice(str(out_dtype), _GDAL_DTYPES, "out_dtype")
-    is_float = dtype.startswith("float")
-    if is_float == (output == "argmax"):
+    dtype = geotiff.check_raster_dtype(str(out_dtype))
+    if geotiff.is_float_dtype(dtype) == (output == "argmax"):
         kind = "an integer" if output == "argmax" else "a float"
         raise ValueError(f"output={output!r} needs {kind} out_dtype, got {dtype!r}.")
     return dtype
-
-
-def _representable(value: float, dtype: str) -> bool:
-    """Whether ``value`` can be stored exactly in a raster of ``dtype``."""
-    import numpy as np
-
-    if dtype.startswith("float"):
-        return math.isnan(value) or abs(value) <= np.finfo(dtype).max
-    info = np.iinfo(dtype)
-    return float(value).is_integer() and info.min <= value <= info.max
-
-
-def _resolve_nodata(
-    nodata: float | None, src_nodata: float | None, out_dtype: str, output: str, n_classes: int
-) -> float | None:
-    """Pick the output nodata value: ``nodata`` if given, else the input's, else a free value of the dtype.
-
-    For ``output="argmax"`` the value must not be a class index ``[0, n_classes)``.
-    """
-    import numpy as np
-
-    def clashes(value: float) -> bool:
-        return output == "argmax" and 0 <= value < n_classes
-
-    if nodata is not None:
-        if not _representable(nodata, out_dtype) or clashes(nodata):
-            raise ValueError(
-                f"nodata={nodata} cannot be used with out_dtype={out_dtype!r} and output={output!r} "
-                f"({n_classes} classes): it must fit the dtype and not be a class index."
-            )
-        return nodata
-    if src_nodata is None:
-        return None
-    if _representable(src_nodata, out_dtype) and not clashes(src_nodata):
-        return src_nodata
-    fallback = float("nan") if out_dtype.startswith("float") else float(np.iinfo(out_dtype).max)
-    if clashes(fallback):
-        raise ValueError(
-            f"No free nodata value in {out_dtype!r} for {n_classes} classes; pass a wider out_dtype."
-        )
-    warnings.warn(
-        f"Input nodata {src_nodata} does not fit out_dtype={out_dtype!r} (or is a class index); "
-        f"writing nodata={fallback} instead. Pass nodata=... to choose.",
-        UserWarning,
-        stacklevel=5,  # the caller of tiled_inference_geotiff
-    )
-    return fallback
-
-
-def _band_indexes(bands: Sequence[int] | None, count: int, path: Path) -> list[int]:
-    """Validate 1-based band indexes against a file with ``count`` bands (``None`` = all bands)."""
-    if bands is None:
-        return list(range(1, count + 1))
-    indexes = list(bands)
-    bad = [b for b in indexes if isinstance(b, bool) or not isinstance(b, int) or not 1 <= b <= count]
-    if bad or not indexes:
-        raise ValueError(
-            f"bands={indexes} is invalid for {path} ({count} bands): give 1-based band indexes in "
-            f"1..{count}; offending: {bad}."
-        )
-    return indexes
-
-
-def _read_strip(src: Any, indexes: list[int], top: int, rows: int) -> tuple[Tensor, Any]:
-    """Read image rows ``[top, top + rows)`` of the selected bands, in the file's dtype.
-
-    Returns:
-        A CPU tensor ``(1, C, rows, W)`` and a bool array ``(rows, W)`` marking pixels where any selected
-        band equals its nodata value (``None`` when no selected band declares one).
-    """
-    import numpy as np
-    from rasterio.windows import Window
-
-    data = src.read(indexes=indexes, window=Window(0, top, src.width, rows))
-    invalid = None
-    for band, index in zip(data, indexes):
-        value = src.nodatavals[index - 1]
-        if value is None:
-            continue
-        missing = np.isnan(band) if math.isnan(value) else band == value
-        invalid = missing if invalid is None else invalid | missing
-    return torch.from_numpy(data).unsqueeze(0), invalid
 
 
 def _argmax_channels(scores: Tensor) -> Tensor:
@@ -812,61 +725,7 @@ def _to_raster(blended: Tensor, output: str, out_dtype: str) -> Any:
         blended = _argmax_channels(blended).unsqueeze(0)
     elif output == "probabilities":
         blended = blended.softmax(dim=0)
-    return blended.cpu().numpy().astype(out_dtype)
-
-
-class _RowWriter:
-    """Writes finished rows to a GeoTIFF in whole rows of tiles, so every tile is compressed once."""
-
-    def __init__(self, path: Path, profile: dict[str, Any]) -> None:
-        import rasterio
-
-        self._dst = rasterio.open(path, "w", **profile)
-        self._pending: list[Any] = []
-        self._pending_rows = 0
-        self._next_row = 0
-
-    def write(self, rows: Any, final: bool = False) -> None:
-        """Queue ``rows`` ``(bands, n, W)`` and write every complete row of tiles (all when ``final``)."""
-        import numpy as np
-        from rasterio.windows import Window
-
-        self._pending.append(rows)
-        self._pending_rows += rows.shape[1]
-        ready = self._pending_rows if final else self._pending_rows // _BLOCK * _BLOCK
-        if ready == 0:
-            return
-        data = np.concatenate(self._pending, axis=1)
-        window = Window(0, self._next_row, data.shape[2], ready)
-        self._dst.write(data[:, :ready], window=window)
-        self._next_row += ready
-        self._pending = [data[:, ready:]] if ready < data.shape[1] else []
-        self._pending_rows -= ready
-
-    def close(self) -> None:
-        """Close the file (rasterio flushes and finalises the GeoTIFF)."""
-        self._dst.close()
-
-
-def _output_profile(src: Any, bands: int, out_dtype: str, nodata: float | None) -> dict[str, Any]:
-    """GeoTIFF creation options: input CRS/transform, 256x256 deflate tiles, BigTIFF when needed."""
-    return {
-        "driver": "GTiff",
-        "height": src.height,
-        "width": src.width,
-        "count": bands,
-        "dtype": out_dtype,
-        "crs": src.crs,
-        "transform": src.transform,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": _BLOCK,
-        "blockysize": _BLOCK,
-        "compress": "deflate",
-        "zlevel": 1,  # level 6 took ~10% of the run time with a small model, for little size gain
-        "predictor": 3 if out_dtype.startswith("float") else 2,
-        "BIGTIFF": "IF_SAFER",
-    }
+    return geotiff.cast_to_dtype(blended.cpu().numpy(), out_dtype, what="Streamed prediction")
 
 
 @dataclass
@@ -949,6 +808,9 @@ def tiled_inference_geotiff(
     Raises:
         FileNotFoundError: ``src_path`` does not exist.
         ValueError: Invalid crop/stride/bands/output/out_dtype/nodata or model output.
+        terratorch.io.geotiff.GeoTIFFError: ``src_path`` cannot be read as a raster.
+        terratorch.io.geotiff.GeoTIFFWriteError: The output cannot be written (disk full, file too large,
+            no permission); the message names the file.
     """
     import rasterio
 
@@ -970,7 +832,7 @@ def tiled_inference_geotiff(
                 stride_w,
                 _choice(blend, BLEND_MODES, "blend"),
             ),
-            indexes=_band_indexes(bands, src.count, src_path),
+            indexes=geotiff.check_band_indexes(bands, src.count, src_path),
             batch_size=_positive_int(batch_size, "batch_size"),
             output=output,
             out_dtype=_resolve_out_dtype(out_dtype, output),
@@ -982,31 +844,14 @@ def tiled_inference_geotiff(
         )
         partial = dst_path.with_name(dst_path.name + ".partial")
         try:
-            with torch.no_grad(), rasterio.Env(**_gdal_cache_option(src)):
+            with torch.no_grad(), rasterio.Env(**geotiff.block_cache_option(src)):
                 _stream(model_forward, src, partial, settings, model_kwargs, progress)
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-    os.replace(partial, dst_path)
+    with geotiff.writing(dst_path):
+        os.replace(partial, dst_path)
     return dst_path
-
-
-def _gdal_cache_option(src: Any) -> dict[str, int]:
-    """GDAL block-cache size for streaming: two rows of the input's blocks plus room for output tiles.
-
-    GDAL's default cache (5% of RAM) would otherwise fill up with blocks of the scene already
-    processed and make peak memory grow with the scene. A ``GDAL_CACHEMAX`` the user set (environment or an
-    enclosing ``rasterio.Env``) is respected.
-    """
-    import numpy as np
-    import rasterio
-
-    if "GDAL_CACHEMAX" in os.environ or (rasterio.env.hasenv() and "GDAL_CACHEMAX" in rasterio.env.getenv()):
-        return {}
-    block_h, block_w = src.block_shapes[0]
-    itemsize = max(np.dtype(dtype).itemsize for dtype in src.dtypes)
-    row_bytes = math.ceil(src.width / block_w) * block_w * block_h * src.count * itemsize
-    return {"GDAL_CACHEMAX": 2 * row_bytes + 64 * 2**20}  # values >= 100000 are bytes for GDAL
 
 
 def _stream(
@@ -1021,7 +866,7 @@ def _stream(
     grid = cfg.grid
     py, px = grid.profiles(cfg.device)
     acc: Tensor | None = None
-    writer: _RowWriter | None = None
+    writer: geotiff.RowWriter | None = None
     row0, invalid = 0, None  # image row at accumulator row 0; nodata mask of the last strip read
     try:
         for top in _progress(grid.ys, total=len(grid.ys), enabled=progress, unit="strip"):
@@ -1031,7 +876,8 @@ def _stream(
                 writer.write(_finish_rows(blended, invalid, cfg))
                 _shift_(acc, top - row0)
                 row0 = top
-            strip, invalid = _read_strip(src, cfg.indexes, top, min(grid.crop_h, grid.height - top))
+            data, invalid = geotiff.read_window(src, cfg.indexes, top, min(grid.crop_h, grid.height - top))
+            strip = torch.from_numpy(data).unsqueeze(0)
             for chunk in _batched((_Tile(0, top, x) for x in grid.xs), cfg.batch_size):
                 crops = _cut_crops(strip, chunk, grid, cfg.padding, row_offset=top, dtype=torch.float32)
                 crops = crops.to(cfg.device)
@@ -1067,16 +913,21 @@ def _allocate_strip(out: Tensor, grid: TileGrid, cfg: _StreamSettings) -> Tensor
     return torch.zeros((1, out.shape[1], rows, grid.width), dtype=dtype, device=cfg.device)
 
 
-def _open_writer(src: Any, partial: Path, cfg: _StreamSettings, channels: int) -> _RowWriter:
+def _open_writer(src: Any, partial: Path, cfg: _StreamSettings, channels: int) -> geotiff.RowWriter:
     """Create the output file once the model's channel count is known (resolving nodata and band count)."""
-    if cfg.output == "argmax":
-        import numpy as np
-
-        if channels - 1 > np.iinfo(cfg.out_dtype).max:
-            raise ValueError(f"{channels} classes do not fit out_dtype={cfg.out_dtype!r}; use 'uint16'.")
-    cfg.nodata = _resolve_nodata(cfg.nodata, src.nodata, cfg.out_dtype, cfg.output, channels)
-    bands = 1 if cfg.output == "argmax" else channels
-    return _RowWriter(partial, _output_profile(src, bands, cfg.out_dtype, cfg.nodata))
+    classes = channels if cfg.output == "argmax" else None
+    if classes is not None and not geotiff.fits_dtype(classes - 1, cfg.out_dtype):
+        raise ValueError(f"{channels} classes do not fit out_dtype={cfg.out_dtype!r}; use 'uint16'.")
+    # stacklevel: resolve_nodata <- here <- _stream <- tiled_inference_geotiff <- its caller
+    cfg.nodata = geotiff.resolve_nodata(cfg.nodata, src.nodata, cfg.out_dtype, classes, stacklevel=4)
+    profile = geotiff.georeferenced_profile(
+        src,
+        count=1 if cfg.output == "argmax" else channels,
+        dtype=cfg.out_dtype,
+        nodata=cfg.nodata,
+        **geotiff.streaming_creation_options(cfg.out_dtype),
+    )
+    return geotiff.RowWriter(partial, profile)
 
 
 def _finish_rows(blended: Tensor, invalid: Any, cfg: _StreamSettings) -> Any:

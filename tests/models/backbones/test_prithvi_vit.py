@@ -11,7 +11,6 @@ import torch
 from terratorch.models.backbones.pos_embed import resize_pos_embed, sincos_1d, sincos_3d, split_3d_dims
 from terratorch.models.backbones.prithvi_vit import PRETRAINED_BANDS, PrithviViT, prithvi_cfgs
 from terratorch.registry import BACKBONE_REGISTRY, TERRATORCH_BACKBONE_REGISTRY
-from terratorch.registry.manifest import PRITHVI_VARIANTS
 
 API_NAMES = [
     "prithvi_eo_tiny",
@@ -23,6 +22,17 @@ API_NAMES = [
     "prithvi_eo_v2_600",
     "prithvi_eo_v2_600_tl",
 ]
+# Published architectures: (embed_dim, depth, num_heads, patch size, coords_encoding).
+PUBLISHED = {
+    "prithvi_eo_tiny": (256, 4, 4, 16, []),
+    "prithvi_eo_v1_100": (768, 12, 12, 16, []),
+    "prithvi_eo_v2_tiny_tl": (192, 12, 3, 16, ["time", "location"]),
+    "prithvi_eo_v2_100_tl": (768, 12, 12, 16, ["time", "location"]),
+    "prithvi_eo_v2_300": (1024, 24, 16, 16, []),
+    "prithvi_eo_v2_300_tl": (1024, 24, 16, 16, ["time", "location"]),
+    "prithvi_eo_v2_600": (1280, 32, 16, 14, []),
+    "prithvi_eo_v2_600_tl": (1280, 32, 16, 14, ["time", "location"]),
+}
 # Published encoder sizes in millions of parameters (ViT-S/B/L/H-like), with a small margin.
 PUBLISHED_MILLIONS = {
     "prithvi_eo_v1_100": (85, 90),
@@ -61,7 +71,7 @@ def test_listing_metadata_does_not_import_the_models():
 
 @pytest.mark.parametrize("name", API_NAMES)
 def test_every_variant_builds_with_published_shapes(name):
-    arch = PRITHVI_VARIANTS[name]
+    arch = TERRATORCH_BACKBONE_REGISTRY.metadata(name)  # read without building
     with torch.device("meta"):  # no memory, no init cost: shapes only
         model = BACKBONE_REGISTRY.build(name)
         features = model(torch.empty(2, 6, 224, 224))
@@ -212,10 +222,12 @@ def test_out_channels_follow_the_selected_blocks():
 
 def test_configs_match_the_published_variants():
     for name in API_NAMES:
-        cfg, arch = prithvi_cfgs[name], PRITHVI_VARIANTS[name]
-        assert cfg["embed_dim"] == arch["embed_dim"] and cfg["depth"] == arch["depth"]
-        assert cfg["patch_size"][1] == arch["patch_size"]
-        assert cfg["coords_encoding"] == arch.get("coords_encoding", [])
+        cfg, meta = prithvi_cfgs[name], TERRATORCH_BACKBONE_REGISTRY.metadata(name)
+        embed_dim, depth, heads, patch, coords = PUBLISHED[name]
+        assert (cfg["embed_dim"], cfg["depth"], cfg["num_heads"]) == (embed_dim, depth, heads), name
+        assert cfg["patch_size"] == [1, patch, patch] and cfg["coords_encoding"] == coords, name
+        assert (meta["embed_dim"], meta["depth"], meta["patch_size"]) == (embed_dim, depth, patch), name
+        assert meta.get("coords_encoding", []) == coords, name
 
 
 def test_works_in_encoder_decoder_factory_with_vit_necks():

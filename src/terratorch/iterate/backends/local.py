@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from terratorch.iterate.backends import Backend, Objective, StudyCallback
 
@@ -10,12 +11,16 @@ __all__ = ["LocalBackend"]
 
 
 class LocalBackend(Backend):
-    """Sequential trials in this process, with Optuna heartbeats so a killed run can be resumed."""
+    """Sequential trials in this process, with Optuna heartbeats so a killed run can be resumed.
+
+    ``connect``, ``close`` and ``map_tasks`` keep the :class:`Backend` defaults (nothing to
+    connect to; tasks run one after another).
+    """
 
     name = "local"
 
     def optimize(
-        self, study, objective: Objective, n_trials: int, callbacks: Sequence[StudyCallback]
+        self, study: Any, objective: Objective, n_trials: int, callbacks: Sequence[StudyCallback]
     ) -> None:
         """Run ``n_trials`` trials; exceptions inside trials are recorded as failed trials."""
         study.optimize(

@@ -17,6 +17,15 @@ What each guarantee rests on:
   worker before the objective is unpickled. :meth:`RayBackend.connect` checks, before any MLflow run
   or Optuna study is created, that the cluster is reachable, that one trial's resources fit on a
   node and that a worker can import those modules.
+* **Distinct, reproducible draws**: each Ray task unpickles its own copy of the sampler and calls
+  ``reseed_rng()`` (what Optuna does for ``n_jobs > 1``). The benchmark's sampler
+  (:class:`terratorch.iterate.sampling.TrialSeededSampler`) derives every trial's seed from the master
+  seed, the task and the trial's index, so concurrent trials draw distinct values and a given trial index
+  gets the same values as on the local backend. A plain Optuna sampler passed in instead is reseeded at
+  random.
+
+Only Optuna's public API is used: trials are found by ``trial.number`` and user attributes,
+reopened with ``optuna.trial.Trial`` and changed through the storage's public methods.
 
 Ray is an optional extra (``pip install 'terratorch[ray]'``); it is imported only when this
 backend is used.
@@ -72,48 +81,42 @@ def _probe(paths: Sequence[str], cwd: str | None) -> str:
     return socket.gethostname()
 
 
-def _reseed(sampler: Any, seed: int) -> None:
-    """Reseed an Optuna sampler (and the random sampler inside TPE) deterministically.
-
-    Each Ray task unpickles its own copy of the study's sampler, with the same random state; left
-    alone, trials running at the same time would all sample the same values. Seeding the copy from
-    the study name and the trial number keeps the draws distinct and reproducible.
-    """
-    rng = getattr(sampler, "_rng", None)
-    if rng is not None and hasattr(rng, "rng"):
-        rng.rng.seed(seed)
-    elif hasattr(sampler, "reseed_rng"):
-        sampler.reseed_rng()
-    inner = getattr(sampler, "_random_sampler", None)
-    if inner is not None:
-        _reseed(inner, (seed + 1) % (2**31 - 1))
-
-
-def _run_trial(payload: bytes, paths: Sequence[str], cwd: str | None) -> int | None:
-    """Ray task body: one Optuna trial of the study in ``payload``; returns its trial id.
+def _run_trial(payload: bytes, paths: Sequence[str], cwd: str | None) -> Any:
+    """Ray task body: one Optuna trial of the study in ``payload``; returns its ``FrozenTrial``.
 
     The study and objective travel pickled and are unpickled only after the custom modules are
     imported, so objects defined in those modules (a registered backbone, a patched training
-    function) resolve in the worker too.
+    function) resolve in the worker too. Before the objective runs, the trial is tagged with this
+    Ray task (:data:`WORKER_ATTR`) so the driver can find and fail it if the worker dies.
     """
     import ray
     from ray import cloudpickle
 
-    from terratorch.iterate.seeds import derive_seed
-
     _import_modules(paths, cwd)
     study, objective = cloudpickle.loads(payload)
+    # Every Ray task unpickles the same sampler state; without a reseed, trials running at the
+    # same time would all draw the same values (what Optuna itself does for ``n_jobs > 1``).
+    study.sampler.reseed_rng()
     task_id = ray.get_runtime_context().get_task_id()
-    seen: dict[str, int] = {}
+    finished: list[Any] = []
 
     def traced(trial: Any) -> float:
-        seen["trial_id"] = trial._trial_id
-        trial.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, task_id)
-        _reseed(study.sampler, derive_seed(0, study.study_name, "trial", trial.number))
+        storage = trial.storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(study.study_name), trial.number
+        )
+        trial.set_user_attr(WORKER_ATTR, {"task": task_id, "number": trial.number, "trial_id": trial_id})
         return objective(trial)
 
-    study.optimize(traced, n_trials=1, catch=(Exception,), gc_after_trial=True, show_progress_bar=False)
-    return seen.get("trial_id")
+    study.optimize(
+        traced,
+        n_trials=1,
+        catch=(Exception,),
+        callbacks=[lambda _study, frozen: finished.append(frozen)],
+        gc_after_trial=True,
+        show_progress_bar=False,
+    )
+    return finished[-1] if finished else None
 
 
 def _check_address(address: str, timeout: float) -> None:
@@ -157,6 +160,7 @@ class RayBackend(Backend):
     """
 
     name = "ray"
+    parallel = True
 
     def __init__(
         self,
@@ -342,43 +346,52 @@ class RayBackend(Backend):
         import ray
 
         try:
-            trial_id = ray.get(ref)
+            frozen = ray.get(ref)
         except ray.exceptions.RayTaskError as error:
             cause = error.as_instanceof_cause()
             if isinstance(cause, RayBackendError):
                 raise RayBackendError(str(cause).strip().splitlines()[-1]) from None
             raise
         except ray.exceptions.RayError as error:  # the worker process or its node died
-            for frozen in self._fail_lost_trials(study, ref.task_id().hex(), error):
+            for lost in _fail_lost_trials(study, ref.task_id().hex(), error):
                 for callback in callbacks:
-                    callback(study, frozen)
+                    callback(study, lost)
             return
-        if trial_id is None:
+        if frozen is None:
             return
-        frozen = study._storage.get_trial(trial_id)
         for callback in callbacks:
             callback(study, frozen)
 
-    @staticmethod
-    def _fail_lost_trials(study: Any, task_id: str, error: BaseException) -> list[Any]:
-        """Fail the trial a dead worker was running and queue it again (the heartbeat callback)."""
-        import copy
 
-        from optuna.trial import TrialState
+def _fail_lost_trials(study: Any, task_id: str, error: BaseException) -> list[Any]:
+    """Fail the trial a dead worker was running and queue it again (the storage's stale-trial callback).
 
-        storage = study._storage
-        lost = []
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if trial.system_attrs.get(WORKER_ATTR) != task_id:
-                continue
-            storage.set_trial_user_attr(trial._trial_id, "lost_worker", f"{type(error).__name__}")
-            if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
-                frozen = copy.deepcopy(storage.get_trial(trial._trial_id))
-                retry = getattr(storage, "get_heartbeat_stale_trial_callback", lambda: None)()
-                if retry is not None:
-                    retry(study, frozen)
-                lost.append(frozen)
-        return lost
+    The worker tagged its trial with :data:`WORKER_ATTR` (Ray task, trial number and storage id), so
+    the trial is reopened through Optuna's public ``Trial`` and storage API. Returns the failed
+    trials as stored.
+    """
+    import copy
+
+    import optuna
+    from optuna.trial import TrialState
+
+    lost = []
+    for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tag = frozen.user_attrs.get(WORKER_ATTR)
+        # A retried trial inherits its predecessor's user attrs: the trial number tells them apart.
+        if not isinstance(tag, dict) or tag.get("task") != task_id or tag.get("number") != frozen.number:
+            continue
+        trial = optuna.trial.Trial(study, tag["trial_id"])
+        trial.set_user_attr("lost_worker", type(error).__name__)
+        storage = trial.storage
+        if storage.set_trial_state_values(tag["trial_id"], state=TrialState.FAIL):
+            failed = copy.deepcopy(storage.get_trial(tag["trial_id"]))  # a snapshot, not a live view
+            retry = getattr(storage, "get_heartbeat_stale_trial_callback", None)  # RDB storages only
+            callback = retry() if callable(retry) else None
+            if callback is not None:
+                callback(study, failed)
+            lost.append(failed)
+    return lost
 
 
 def _module_paths(config: Any, source: str) -> list[str]:

@@ -26,9 +26,9 @@ import torch
 from timm.models import FeatureListNet, build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor
 
+from terratorch.models.backbones.prithvi_vit import PRETRAINED_BANDS, PRITHVI_V2_MEAN, PRITHVI_V2_STD
 from terratorch.models.backbones.swin_encoder_decoder import MMSegSwinTransformer
 from terratorch.models.weights import load_pretrained_weights, read_checkpoint, resolve_weights_file
-from terratorch.registry.manifest import PRITHVI_BANDS, PRITHVI_V2_MEAN, PRITHVI_V2_STD
 
 __all__ = [
     "PrithviSwin",
@@ -42,6 +42,8 @@ SWIN_ARCHS: dict[str, dict[str, Any]] = {
     "prithvi_swin_B": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
     "prithvi_swin_L": {"embed_dim": 192, "depths": (2, 2, 18, 2), "num_heads": (6, 12, 24, 48)},
 }
+#: The six HLS bands of the Prithvi family, as names.
+_PRITHVI_BANDS: list[str] = [str(band) for band in PRETRAINED_BANDS]
 _COMMON_ARGS: dict[str, Any] = {"patch_size": 4, "window_size": 7, "in_chans": 6}
 INPUT_LAYER = "patch_embed.projection.weight"
 
@@ -90,7 +92,7 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     return {
         "url": "",
         "num_classes": 1000,  # the reference's timm default: full models carry a 1000-class head
-        "input_size": (len(PRITHVI_BANDS), 224, 224),
+        "input_size": (len(_PRITHVI_BANDS), 224, 224),
         "fixed_input_size": False,
         "mean": tuple(PRITHVI_V2_MEAN),
         "std": tuple(PRITHVI_V2_STD),
@@ -249,7 +251,7 @@ def _create_prithvi_swin(
     args = {**_COMMON_ARGS, **SWIN_ARCHS[variant], **kwargs}
     if bands is None:
         bands = (
-            PRITHVI_BANDS if "in_chans" not in kwargs or kwargs["in_chans"] == len(PRITHVI_BANDS) else None
+            _PRITHVI_BANDS if "in_chans" not in kwargs or kwargs["in_chans"] == len(_PRITHVI_BANDS) else None
         )
     bands = list(bands) if bands is not None else list(range(args["in_chans"]))
     args["in_chans"] = len(bands) if "in_chans" not in kwargs else kwargs["in_chans"]
@@ -268,7 +270,7 @@ def _create_prithvi_swin(
         out_indices=tuple(out_indices),
         **args,
     )
-    model.pretrained_bands = list(pretrained_bands) if pretrained_bands is not None else list(PRITHVI_BANDS)
+    model.pretrained_bands = list(pretrained_bands) if pretrained_bands is not None else list(_PRITHVI_BANDS)
     model.model_bands = bands
     if path is not None:
         load_swin_weights(

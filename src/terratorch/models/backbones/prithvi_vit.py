@@ -33,7 +33,6 @@ from terratorch.models.weights import (
     resolve_weights_file,
 )
 from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY, TERRATORCH_FULL_MODEL_REGISTRY
-from terratorch.registry.manifest import PRITHVI_HF_WEIGHTS
 
 __all__ = [
     "PRETRAINED_BANDS",
@@ -43,6 +42,7 @@ __all__ = [
     "PRITHVI_V2_STD",
     "PrithviMAE",
     "PrithviViT",
+    "backbone_metadata",
     "checkpoint_filter_fn_mae",
     "checkpoint_filter_fn_vit",
     "checkpoint_filter_fn_vit_adapter",
@@ -117,10 +117,21 @@ prithvi_cfgs: dict[str, dict[str, Any]] = {
     "prithvi_eo_v2_600_tl": _cfg(embed_dim=1280, depth=32, num_heads=16, patch_size=[1, 14, 14], **_TL),
 }
 
-#: Hugging Face location of each variant's published weights.
+
+def _hf(repo: str, filename: str) -> dict[str, str]:
+    return {"hf_hub_id": f"ibm-nasa-geospatial/{repo}", "hf_hub_filename": filename}
+
+
+#: Hugging Face location of each variant's published weights (``prithvi_eo_tiny`` has none). They are
+#: read from the local cache; see :func:`terratorch.models.weights.resolve_weights_file`.
 pretrained_weights: dict[str, dict[str, str]] = {
-    name: {"hf_hub_id": repo, "hf_hub_filename": filename}
-    for name, (repo, filename) in PRITHVI_HF_WEIGHTS.items()
+    "prithvi_eo_v1_100": _hf("Prithvi-EO-1.0-100M", "Prithvi_EO_V1_100M.pt"),
+    "prithvi_eo_v2_tiny_tl": _hf("Prithvi-EO-2.0-tiny-TL", "Prithvi_EO_V2_tiny_TL.pt"),
+    "prithvi_eo_v2_100_tl": _hf("Prithvi-EO-2.0-100M-TL", "Prithvi_EO_V2_100M_TL.pt"),
+    "prithvi_eo_v2_300": _hf("Prithvi-EO-2.0-300M", "Prithvi_EO_V2_300M.pt"),
+    "prithvi_eo_v2_300_tl": _hf("Prithvi-EO-2.0-300M-TL", "Prithvi_EO_V2_300M_TL.pt"),
+    "prithvi_eo_v2_600": _hf("Prithvi-EO-2.0-600M", "Prithvi_EO_V2_600M.pt"),
+    "prithvi_eo_v2_600_tl": _hf("Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt"),
 }
 
 
@@ -175,6 +186,41 @@ BACKBONE_VARIANTS = (
 )
 #: Variants with a ``<variant>_mae`` full model (``prithvi_eo_tiny_mae`` is an addition of ours).
 MAE_VARIANTS = BACKBONE_VARIANTS
+
+
+def backbone_metadata(variant: str) -> dict[str, Any]:
+    """What ``list_backbones()`` shows for ``variant``, derived from :data:`prithvi_cfgs`.
+
+    Registered with the builder; ``terratorch.registry.manifest`` holds a copy so the listing needs no
+    import of this module (``tests/registry/test_manifest.py`` checks that the two agree).
+    """
+    cfg = prithvi_cfgs[variant]
+    meta: dict[str, Any] = {
+        "family": "prithvi_vit",
+        "bands": [str(band) for band in cfg["bands"]],
+        "embed_dim": cfg["embed_dim"],
+        "depth": cfg["depth"],
+        "num_heads": cfg["num_heads"],
+        "patch_size": cfg["patch_size"][-1],
+        # one feature per block, embed_dim channels each at the default num_frames=1
+        "out_channels": [cfg["embed_dim"]] * cfg["depth"],
+        "pretrained_num_frames": cfg["num_frames"],
+        "mean": list(cfg["mean"]),
+        "std": list(cfg["std"]),
+    }
+    if cfg["coords_encoding"]:
+        meta["coords_encoding"] = list(cfg["coords_encoding"])
+    meta.update(pretrained_weights.get(variant, {}))
+    return meta
+
+
+def mae_metadata(variant: str) -> dict[str, Any]:
+    """What the full-model registry lists for ``<variant>_mae`` (mirrored in the manifest)."""
+    return {
+        "family": "prithvi_mae",
+        "encoder": variant,
+        "bands": [str(band) for band in prithvi_cfgs[variant]["bands"]],
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -470,7 +516,7 @@ def _register_backbone(variant: str) -> None:
         f"{cfg['patch_size']}). ``bands`` are the input bands (default: the pretrained ones); other "
         "keyword arguments go to :func:`_create_prithvi` and :class:`PrithviViT`."
     )
-    globals()[variant] = TERRATORCH_BACKBONE_REGISTRY.register(build)
+    globals()[variant] = TERRATORCH_BACKBONE_REGISTRY.register(build, metadata=backbone_metadata(variant))
 
 
 def _register_mae(variant: str) -> None:
@@ -494,7 +540,7 @@ def _register_mae(variant: str) -> None:
         f"Prithvi masked autoencoder of ``{variant}`` (encoder + decoder); ``forward`` returns "
         "``({'loss': loss}, reconstruction, mask)``. Takes the backbone's options except ``out_indices``."
     )
-    globals()[name] = TERRATORCH_FULL_MODEL_REGISTRY.register(build)
+    globals()[name] = TERRATORCH_FULL_MODEL_REGISTRY.register(build, metadata=mae_metadata(variant))
 
 
 for _variant in BACKBONE_VARIANTS:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["TimmBackbone", "TimmBackboneWrapper"]
+__all__ = ["TimmBackbone", "TimmBackboneWrapper", "build_timm_backbone"]
 
 
 class TimmBackbone(nn.Module):
@@ -78,6 +78,18 @@ class TimmBackbone(nn.Module):
 
 TimmBackboneWrapper = TimmBackbone
 """The reference release's name of :class:`TimmBackbone`."""
+
+
+def build_timm_backbone(name: str, **kwargs: Any) -> TimmBackbone:
+    """``timm.create_model(name, features_only=True, **kwargs)`` wrapped as a :class:`TimmBackbone`.
+
+    What the ``timm`` source of ``BACKBONE_REGISTRY`` builds; our local-weights options (``bands``,
+    ``pretrained_bands``, ``ckpt_path``, ...) are handled by
+    :func:`terratorch.models.weights.create_timm_model`.
+    """
+    from terratorch.models.weights import create_timm_model
+
+    return TimmBackbone(create_timm_model(name, features_only=True, **kwargs))
 
 
 def _output_format(model: nn.Module) -> str:

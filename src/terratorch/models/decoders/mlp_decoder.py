@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from terratorch.choices import did_you_mean
 from terratorch.models.decoders import check_index
 from terratorch.registry import TERRATORCH_DECODER_REGISTRY
-from terratorch.registry.registry import close_matches
 
 __all__ = ["MLPDecoder"]
 
@@ -17,11 +17,8 @@ def activation_layer(name: str, owner: str) -> nn.Module:
     layer = getattr(nn, name, None)
     if not isinstance(layer, type) or not issubclass(layer, nn.Module):
         options = [n for n in dir(nn.modules.activation) if n[0].isupper()]
-        hint = close_matches(name, options, n=3)
-        raise ValueError(
-            f"{owner}: activation {name!r} is not a torch.nn activation."
-            + (f" Did you mean: {', '.join(hint)}?" if hint else " Examples: ReLU, GELU, SiLU.")
-        )
+        hint = did_you_mean(name, options, bare=True) or " Examples: ReLU, GELU, SiLU."
+        raise ValueError(f"{owner}: activation {name!r} is not a torch.nn activation.{hint}")
     return layer()
 
 

@@ -25,9 +25,10 @@ from segmentation_models_pytorch.base import SegmentationModel
 from segmentation_models_pytorch.encoders import encoders as smp_encoders
 from torch import Tensor, nn
 
+from terratorch.choices import close_matches
 from terratorch.models.decoders import check_feature_channels
 from terratorch.models.utils import extract_prefix_keys
-from terratorch.registry.registry import InvalidModelError, close_matches
+from terratorch.registry.registry import InvalidModelError
 
 __all__ = ["SUPPORTED_DECODERS", "SMPDecoderWrapper", "build_smp_decoder"]
 
@@ -99,7 +100,7 @@ class SMPDecoderWrapper(nn.Module):
 
 def _architecture(name: str) -> type[nn.Module]:
     if name not in SUPPORTED_DECODERS:
-        raise InvalidModelError(name, "smp decoders", close_matches(name, SUPPORTED_DECODERS))
+        raise InvalidModelError(name, "smp decoders", close_matches(name, SUPPORTED_DECODERS, n=5))
     return getattr(smp, name)
 
 
