@@ -58,7 +58,9 @@ sys.exit(main(["--config", sys.argv[1], "--hpo", *sys.argv[3:]]))
 
 
 def _config(helpers, storage, demo_roots, tmp_path, name="bench.yaml"):
-    raw = helpers.base_config(storage, cls_root=demo_roots["classification"])
+    raw = helpers.base_config(
+        storage, seg_root=demo_roots["segmentation"], cls_root=demo_roots["classification"]
+    )
     raw.update(n_trials=4, run_repetitions=0, heartbeat_interval=1, bayesian_search=False)
     return helpers.write_config(tmp_path / name, raw)
 

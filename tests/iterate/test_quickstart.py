@@ -75,6 +75,7 @@ def test_quickstart_compares_two_backbones_with_separated_cis(tmp_path, monkeypa
     assert sorted(r["task"] for r in rows) == sorted(TASKS * 3)
     assert {r["metric"] for r in rows} == {"test/mIoU", "test/Accuracy"}
     assert all(0.0 <= float(r["score"]) <= 1.0 for r in rows)
+    assert all(r["task"].endswith(r["backbone"]) for r in rows), [(r["task"], r["backbone"]) for r in rows]
 
     reports = list(store.glob("reports/*/report.html"))
     assert len(reports) == 1 and f"report written to {reports[0]}" in out
@@ -83,6 +84,7 @@ def test_quickstart_compares_two_backbones_with_separated_cis(tmp_path, monkeypa
     table = _per_task_rows(html)
     assert set(TASKS) <= set(table), f"tasks in the report: {sorted(table)}"
 
+    assert all(table[task]["backbone"] == task.split("_", 1)[1] for task in TASKS), table
     seg = {b: table[f"segmentation_{b}"] for b in BACKBONES}
     assert all(row["n_scores"] == "3" for row in seg.values())
     mean = {b: float(row["mean"]) for b, row in seg.items()}

@@ -90,7 +90,9 @@ def fake_module(tmp_path, monkeypatch):
 
 
 def _config(helpers, storage, demo_roots, module, tasks=("seg", "cls"), n_trials=3):
-    raw = helpers.base_config(storage, cls_root=demo_roots["classification"])
+    raw = helpers.base_config(
+        storage, seg_root=demo_roots["segmentation"], cls_root=demo_roots["classification"]
+    )
     raw["tasks"] = [t for t in raw["tasks"] if t["name"] in tasks]
     raw.update(n_trials=n_trials, custom_modules_path=str(module), run_repetitions=0, bayesian_search=False)
     raw["optimization_space"]["batch_size"] = {"min": 2, "max": 4, "type": "int"}

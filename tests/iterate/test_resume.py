@@ -43,8 +43,8 @@ def _calls(log) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def test_sigkill_mid_trial_then_rerun_continues(helpers, storage, tmp_path):
-    raw = helpers.base_config(storage)
+def test_sigkill_mid_trial_then_rerun_continues(helpers, storage, demo_roots, tmp_path):
+    raw = helpers.base_config(storage, seg_root=demo_roots["segmentation"])
     raw.update(n_trials=3, heartbeat_interval=1, run_repetitions=0)
     config = helpers.write_config(tmp_path / "bench.yaml", raw)
     driver = tmp_path / "driver.py"

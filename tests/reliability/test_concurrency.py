@@ -72,7 +72,9 @@ def _run_workers(bench: Any, n: int, stagger: bool) -> list[str]:
     return outputs
 
 
-def _check_exactly_once(bench: Any, outputs: list[str], alone: dict[str, Any]) -> None:
+def _check_exactly_once(
+    bench: Any, outputs: list[str], alone: dict[str, Any], *, stagger: bool = False
+) -> None:
     calls = Counter((c["task"], c["lr"], c["seed"], c["test"]) for c in bench.call_log())
     assert max(calls.values()) == 1, calls  # no trial or repetition trained twice
     assert len(calls) == 2 * 4 + 2 * 1  # 2 tasks x 4 trials, 2 tasks x 1 repetition: none lost
@@ -83,7 +85,14 @@ def _check_exactly_once(bench: Any, outputs: list[str], alone: dict[str, Any]) -
     assert sum("report written to" in o for o in outputs) == 1  # the report was written once
     assert sum("repetition scores written to" in o for o in outputs) == 1
     assert sum("new benchmark run" in o for o in outputs) == 1  # one benchmark run, joined by all
-    assert len({c["pid"] for c in bench.call_log()}) > 1  # the work was shared
+    if stagger:
+        # A late worker may find every unit done (how much is left depends on the machine's load), but
+        # it must join the running benchmark rather than start or redo anything.
+        assert all("joining benchmark run" in o or "continuing benchmark run" in o for o in outputs[1:]), (
+            outputs
+        )
+    else:
+        assert len({c["pid"] for c in bench.call_log()}) > 1  # the work was shared
 
 
 @pytest.mark.parametrize(
@@ -98,14 +107,14 @@ def test_workers_on_sqlite_run_every_unit_once(workers, stagger, zygote_and_root
     zygote, roots = zygote_and_roots
     bench = harness.Bench(zygote, tmp_path, harness.bench_config(tmp_path / "store", roots, n_trials=4))
     outputs = _run_workers(bench, workers, stagger)
-    _check_exactly_once(bench, outputs, alone)
+    _check_exactly_once(bench, outputs, alone, stagger=stagger)
 
 
 @pytest.mark.slow
 def test_four_staggered_workers_on_sqlite(zygote_and_roots, alone, tmp_path):
     zygote, roots = zygote_and_roots
     bench = harness.Bench(zygote, tmp_path, harness.bench_config(tmp_path / "store", roots, n_trials=4))
-    _check_exactly_once(bench, _run_workers(bench, 4, stagger=True), alone)
+    _check_exactly_once(bench, _run_workers(bench, 4, stagger=True), alone, stagger=True)
 
 
 @pytest.mark.parametrize(
@@ -118,5 +127,5 @@ def test_workers_on_postgresql_run_every_unit_once(
     config = harness.bench_config(tmp_path / "store", roots, n_trials=4, optuna_storage=postgres_url)
     bench = harness.Bench(zygote, tmp_path, config)
     outputs = _run_workers(bench, workers, stagger)
-    _check_exactly_once(bench, outputs, alone)
+    _check_exactly_once(bench, outputs, alone, stagger=stagger)
     assert not (tmp_path / "store" / "optuna.db").exists()

@@ -293,16 +293,11 @@ def _transform(col: int, row: int) -> Any:
 def _profile(height: int, width: int, count: int, dtype: str, nodata: float) -> dict:
     from rasterio.crs import CRS
 
-    return {
-        "driver": "GTiff",
-        "height": height,
-        "width": width,
-        "count": count,
-        "dtype": dtype,
-        "nodata": nodata,
-        "crs": CRS.from_epsg(CRS_EPSG),
-        "transform": _transform(0, 0),
-    }
+    from terratorch.io.geotiff import raster_profile
+
+    return raster_profile(
+        height, width, count, dtype, nodata, crs=CRS.from_epsg(CRS_EPSG), transform=_transform(0, 0)
+    )
 
 
 @dataclass

@@ -234,21 +234,36 @@ class BenchmarkConfig(_Strict):
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     def backbone_label(self) -> str:
-        """Human-readable backbone name for tags and reports (registry name or class path)."""
+        """Human-readable backbone name for tags and reports (registry name or class path).
+
+        With one backbone per task (the reference tool's style, e.g. the quickstart's two backbones) the
+        distinct names are joined in task order: ``"timm_resnet18, prithvi_eo_tiny"``.
+        """
         spec = self.backbone.backbone if self.backbone else None
         if isinstance(spec, ClassSpec):
             return spec.class_path
         if spec:
             return spec
+        names: dict[str, None] = {}
         for task in self.tasks:
             for source in (task.terratorch_task or {}, self.defaults.terratorch_task):
-                backbone = source.get("model_args", {}).get("backbone")
-                if isinstance(backbone, str):
-                    return backbone
-                if isinstance(backbone, Mapping) and "class_path" in backbone:
-                    return str(backbone["class_path"])
+                name = _backbone_name(source.get("model_args", {}).get("backbone"))
+                if name:
+                    names[name] = None
+                    break
+        if names:
+            return ", ".join(names)
         factory = self.tasks[0].model_factory or self.defaults.terratorch_task.get("model_factory")
         return str(factory or "unknown")
+
+
+def _backbone_name(backbone: Any) -> str | None:
+    """Registry name or class path of a ``model_args.backbone`` value, or None when it names neither."""
+    if isinstance(backbone, str):
+        return backbone
+    if isinstance(backbone, Mapping) and "class_path" in backbone:
+        return str(backbone["class_path"])
+    return None
 
 
 class SummarizeConfig(_Strict):
@@ -570,6 +585,11 @@ class TaskPlan:
     space: list[space_mod.SearchParam] = field(default_factory=list)
     routes: dict[str, Route] = field(default_factory=dict)
     max_run_duration: str | None = None
+
+    @property
+    def backbone_label(self) -> str:
+        """The backbone this task trains (registry name or class path), for its run tags and report rows."""
+        return _backbone_name((self.task_kwargs.get("model_args") or {}).get("backbone")) or "unknown"
 
     def resolved(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """The fully resolved training config for sampled ``values``: datamodule, task and trainer."""

@@ -210,7 +210,7 @@ def _row(context: RepeatContext, plan: Any, run: Any) -> dict[str, Any]:
     score_name = test_split_metric(plan.metric)
     return {
         "experiment": context.config.experiment_name,
-        "backbone": context.config.backbone_label(),
+        "backbone": plan.backbone_label,
         "task": plan.name,
         "task_type": plan.task_type,
         "metric": score_name,

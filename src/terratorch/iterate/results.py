@@ -69,6 +69,8 @@ class TaskResult:
     test_scores: list[float] = field(default_factory=list)
     test_seeds: list[int | None] = field(default_factory=list)
     run_id: str = ""
+    backbone: str = ""
+    """The task's own backbone (empty for runs logged before tasks were tagged with one)."""
 
     @property
     def test_metric(self) -> str:
@@ -207,6 +209,7 @@ def _task_result(run: Any, children: Mapping[str, list[Any]]) -> TaskResult:
         best_params={k.removeprefix("best/"): v for k, v in run.data.params.items() if k.startswith("best/")},
         trials=_trials([r for r in kids if r.data.tags.get(LEVEL_TAG) == "trial"]),
         run_id=run.info.run_id,
+        backbone=tags.get("terratorch.backbone", ""),
     )
     repeats = sorted(
         (r for r in kids if r.data.tags.get(LEVEL_TAG) == "repeat"),

@@ -467,6 +467,7 @@ class BenchmarkRunner:
                     {
                         LEVEL_TAG: RunLevel.TASK,
                         TASK_TAG: task.name,
+                        BACKBONE_TAG: task.backbone_label,
                         TASK_TYPE_TAG: task.task_type,
                         METRIC_TAG: task.metric,
                         DIRECTION_TAG: task.direction,
@@ -861,6 +862,9 @@ def prepare_demo_data(config: Any, out: Printer) -> None:
     """Generate the ``demo_data`` datasets whose root folder does not exist yet."""
     if not config.demo_data:
         return
+    import os
+    import shutil
+
     for spec in config.demo_data:
         root = Path(spec.root)
         if root.exists() and any(root.iterdir()):
@@ -869,4 +873,13 @@ def prepare_demo_data(config: Any, out: Printer) -> None:
 
         options = {k: v for k, v in spec.model_dump().items() if k not in ("task", "root") and v is not None}
         out(f"generating demo data: {spec.task} -> {root}")
-        make_demo_dataset(root, spec.task, **options)
+        # Written aside and renamed into place, so a concurrent worker sees either no folder or a whole one.
+        staging = root.with_name(f".{root.name}.partial-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        make_demo_dataset(staging, spec.task, **options)
+        try:
+            if root.exists() and not any(root.iterdir()):
+                root.rmdir()
+            staging.rename(root)
+        except OSError:  # another worker renamed its copy first; theirs is complete
+            shutil.rmtree(staging, ignore_errors=True)

@@ -102,7 +102,7 @@ def task_table(results: BenchmarkResults, seed: int = DEFAULT_SEED) -> list[dict
             rows.append(
                 {
                     "experiment": experiment.label,
-                    "backbone": experiment.backbone,
+                    "backbone": task.backbone or experiment.backbone,
                     "task": task.task,
                     "task_type": task.task_type,
                     "metric": task.metric,
@@ -192,7 +192,7 @@ def repeat_table(results: BenchmarkResults) -> list[dict[str, Any]]:
     return [
         {
             "experiment": e.label,
-            "backbone": e.backbone,
+            "backbone": t.backbone or e.backbone,
             "task": t.task,
             "metric": t.test_metric,
             "seed": seed,
