@@ -79,6 +79,8 @@ def test_prithvi_features_match_reference(
         if variant in MAE_CASES:
             _check_mae(variant, layout, frames, files[layout], expected)
     print(f"{variant}: max|diff| " + ", ".join(f"{k}={v:.2e}" for k, v in report.items()))
+    for path in files.values():  # up to 0.9 GB per variant; pytest keeps the last runs' tmp folders
+        path.unlink(missing_ok=True)
     assert all(v < ATOL for v in report.values()), f"{variant}: {report}"
 
 

@@ -63,7 +63,8 @@ def _run_workers(bench: Any, n: int, stagger: bool) -> list[str]:
             deadline = time.monotonic() + 120
             while len(bench.call_log()) <= calls and time.monotonic() < deadline:
                 time.sleep(0.1)
-        started.append(bench.start(env={"TRIAL_SLEEP": "0.4"}))
+        # Long enough that workers started together overlap even when one waits on the store's locks.
+        started.append(bench.start(env={"TRIAL_SLEEP": "0.4" if stagger else "1.5"}))
     outputs = []
     for process, out in started:
         process.join(600)
