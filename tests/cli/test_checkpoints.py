@@ -22,7 +22,6 @@ from tests.test_cli_tools import BACKBONE_MODULE, make_config, write_config
 
 from terratorch import exit_codes
 from terratorch.cli.lightning import build_lightning_cli
-from terratorch.datasets.demo import make_demo_dataset
 
 CONSTANT_TASK = """
 import time
@@ -47,13 +46,6 @@ class InterruptibleTask(ConstantMonitorTask):
             Path("training_mid_epoch").touch()
             time.sleep(0.5)
 """
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Any:
-    """A tiny segmentation demo dataset (4 train chips: 2 steps per epoch at batch size 2)."""
-    root = tmp_path_factory.mktemp("demo") / "segmentation"
-    return make_demo_dataset(root, "segmentation", n_train=4, n_val=2, n_test=2, size=32)
 
 
 @pytest.fixture

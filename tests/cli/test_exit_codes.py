@@ -11,7 +11,6 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
@@ -20,14 +19,6 @@ from tests.test_cli_tools import BACKBONE_MODULE, make_config, run_cli, write_co
 from terratorch import exit_codes
 from terratorch.__main__ import main as terratorch_main
 from terratorch.cli.errors import ConfigError
-from terratorch.datasets.demo import make_demo_dataset
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> Any:
-    """A tiny segmentation demo dataset."""
-    root = tmp_path_factory.mktemp("demo") / "segmentation"
-    return make_demo_dataset(root, "segmentation", n_train=4, n_val=2, n_test=2, size=32)
 
 
 @pytest.fixture

@@ -123,6 +123,11 @@ SHARED: list[tuple[str, str, str]] = [
     ("tasks", "terratorch.tasks.optimizer_factory", "optimizer_factory"),
     ("tasks", _TILED, "tiled_inference"),
     ("tasks", _TILED, "TiledInferenceParameters"),
+    # io
+    *[
+        ("io", "terratorch.io.file", name)
+        for name in ("open_generic_torch_model", "load_torch_weights", "load_from_file_or_attribute")
+    ],
     # datamodules and datasets
     ("datamodules", "terratorch.datamodules", "GenericNonGeoSegmentationDataModule"),
     ("datamodules", "terratorch.datamodules", "GenericNonGeoPixelwiseRegressionDataModule"),
