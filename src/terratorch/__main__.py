@@ -23,6 +23,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "iterate": ("terratorch.iterate.__main__:main", "Benchmark backbones across tasks with HPO and MLflow."),
     "demo-data": ("terratorch.datasets.demo:main", "Write small georeferenced demo GeoTIFF datasets."),
     "list-backbones": ("terratorch.__main__:list_backbones_main", "List registered backbones and metadata."),
+    "embeddings": (
+        "terratorch.embeddings.__main__:main",
+        "Search GeoParquet embeddings for the nearest footprints.",
+    ),
+    "serve": ("terratorch.serve.__main__:main", "Serve a fine-tuned model's predictions over HTTP."),
 }
 
 # Entry modules that receive the subcommand name itself (LightningCLI style).

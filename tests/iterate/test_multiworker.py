@@ -1,21 +1,16 @@
-"""Several ``terratorch iterate`` processes sharing one benchmark through the Optuna RDB.
+"""Coordination primitives of several ``terratorch iterate`` workers, and the PostgreSQL fixture.
 
-Two processes start the same config at the same moment against the same stores (SQLite; and
-PostgreSQL when a server and a driver are available). They must share the studies: no trial runs
-twice, ``n_trials`` is respected, each task is reported once and the report has the same shape as a
-single-process run. Training is a fast fake patched in by a small driver script.
+The end-to-end checks (2 and 4 workers on SQLite and PostgreSQL, started together or staggered:
+no unit runs twice, each task is reported once, the results equal a single worker's) are in
+``tests/reliability/test_concurrency.py``, which uses :func:`postgres_url` from here.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,38 +19,6 @@ from mlflow import MlflowClient
 
 from terratorch.iterate import workers
 
-DRIVER = """
-import json, math, os, sys, time
-from pathlib import Path
-from types import SimpleNamespace
-from terratorch.iterate import efficiency, trial
-
-log = Path(sys.argv[2])
-started = log.with_suffix(".pids")
-workers = int(os.environ["WAIT_FOR_WORKERS"])
-
-def fake(resolved, *, metric, direction, seed, on_epoch=None, **kwargs):
-    # The first trials wait until every worker trains, so each process surely gets a share.
-    with started.open("a") as handle:
-        handle.write(f"{os.getpid()}\\n")
-    deadline = time.monotonic() + 120
-    while len(set(started.read_text().split())) < workers and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.3)
-    lr = resolved["task"]["lr"]
-    with log.open("a") as handle:
-        handle.write(json.dumps({"pid": os.getpid(), "lr": lr, "seed": seed}) + "\\n")
-    value = 1.0 - abs(math.log10(lr) + 2.0) / 4.0
-    on_epoch(0, {metric: value})
-    return trial.TrainingResult(value=value, best_epoch=0, epochs=1, history=[value], input_shape=(6, 32, 32))
-
-trial.run_training = fake
-trial.build_task = lambda config: SimpleNamespace(model=None)
-efficiency.measure_efficiency = lambda model, shape, **kwargs: {"params": 1.0}
-from terratorch.iterate.__main__ import main
-sys.exit(main(["--config", sys.argv[1], "--hpo", *sys.argv[3:]]))
-"""
-
 
 def _config(helpers, storage, demo_roots, tmp_path, name="bench.yaml"):
     raw = helpers.base_config(
@@ -63,109 +26,6 @@ def _config(helpers, storage, demo_roots, tmp_path, name="bench.yaml"):
     )
     raw.update(n_trials=4, run_repetitions=0, heartbeat_interval=1, bayesian_search=False)
     return helpers.write_config(tmp_path / name, raw)
-
-
-def _start(tmp_path, config, log, extra=(), workers=2):
-    driver = tmp_path / "driver.py"
-    driver.write_text(DRIVER)
-    env = {**os.environ, "TERRATORCH_NO_AUTOLOAD": "1", "MPLBACKEND": "Agg", "WAIT_FOR_WORKERS": str(workers)}
-    return subprocess.Popen(
-        [sys.executable, str(driver), str(config), str(log), *extra],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def _finish(processes) -> list[str]:
-    outputs = []
-    for process in processes:
-        output, _ = process.communicate(timeout=600)
-        assert process.returncode == 0, output[-4000:]
-        outputs.append(output)
-    return outputs
-
-
-def _layout(storage: Path) -> dict:
-    client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("unit")
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    level = {r.info.run_id: r.data.tags["terratorch.level"] for r in runs}
-    benchmarks = [r for r in runs if level[r.info.run_id] == "benchmark"]
-    tasks = [r for r in runs if level[r.info.run_id] == "task"]
-    layout = {"benchmarks": len(benchmarks), "tasks": {}}
-    for task in tasks:
-        trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == task.info.run_id]
-        history = client.get_metric_history(task.info.run_id, "best_value")
-        layout["tasks"][task.info.run_name] = {
-            "status": (task.info.status, task.data.tags["terratorch.status"]),
-            "trials": len(trials),
-            "trial_states": sorted(t.info.status for t in trials),
-            "best_value_reports": len(history),
-        }
-    (bench,) = benchmarks
-    text = Path(client.download_artifacts(bench.info.run_id, "results.csv")).read_text()
-    layout["results"] = [
-        (r["task"], r["status"], r["n_complete"], r["n_failed"]) for r in csv.DictReader(io.StringIO(text))
-    ]
-    return layout
-
-
-def _trial_numbers(storage: Path, task: str) -> list[int]:
-    client = MlflowClient(f"sqlite:///{storage / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("unit")
-    runs = client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`terratorch.level` = 'trial' and tags.`terratorch.task` = '{task}'",
-    )
-    return sorted(int(r.data.tags["terratorch.trial_number"]) for r in runs)
-
-
-def _report_files(storage: Path) -> list[str]:
-    (folder,) = list((storage / "reports").iterdir())
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-
-
-_REFERENCE: dict[str, tuple[dict, list[str]]] = {}  # the single-process run, made once per session
-
-
-def _single_process_reference(helpers, mlflow_template, demo_roots, tmp_path) -> tuple[dict, list[str]]:
-    if "alone" not in _REFERENCE:
-        alone = tmp_path / "alone"
-        (alone / "store").mkdir(parents=True)
-        shutil.copy(mlflow_template, alone / "store" / "mlflow.db")
-        config = _config(helpers, alone / "store", demo_roots, alone)
-        _finish([_start(alone, config, alone / "calls.jsonl", workers=1)])
-        _REFERENCE["alone"] = (_layout(alone / "store"), _report_files(alone / "store"))
-    return _REFERENCE["alone"]
-
-
-def _check_shared_run(
-    storage: Path, log: Path, outputs: list[str], reference: tuple[dict, list[str]]
-) -> None:
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
-    assert len(calls) == 8  # 2 tasks x 4 trials: none trained twice, none beyond n_trials
-    assert len({c["pid"] for c in calls}) == 2  # both processes trained
-    assert len({(c["lr"], c["seed"]) for c in calls}) == 8
-    layout = _layout(storage)
-    for name in ("seg", "cls"):
-        assert _trial_numbers(storage, name) == sorted(set(_trial_numbers(storage, name)))  # none twice
-        assert layout["tasks"][name]["best_value_reports"] == 1  # reported once
-    assert sum("joining benchmark run" in o or "continuing benchmark run" in o for o in outputs) == 1
-    assert layout == reference[0]
-    assert _report_files(storage) == reference[1]
-
-
-def test_two_processes_share_a_sqlite_study(helpers, storage, mlflow_template, demo_roots, tmp_path):
-    config = _config(helpers, storage, demo_roots, tmp_path)
-    log = tmp_path / "calls.jsonl"
-    outputs = _finish([_start(tmp_path, config, log), _start(tmp_path, config, log)])
-    reference = _single_process_reference(helpers, mlflow_template, demo_roots, tmp_path)
-    _check_shared_run(storage, log, outputs, reference)
-    with open(storage / "optuna.db", "rb") as handle:
-        assert handle.read(100)[18:20] == b"\x02\x02"  # WAL journal mode (file format bytes 18-19)
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------------
@@ -217,22 +77,6 @@ def postgres_url(tmp_path):
         stop = [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"]
         subprocess.run(stop, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(base, ignore_errors=True)
-
-
-def test_two_processes_share_a_postgresql_study(
-    helpers, storage, mlflow_template, demo_roots, tmp_path, postgres_url
-):
-    import optuna
-
-    config = _config(helpers, storage, demo_roots, tmp_path)
-    log = tmp_path / "calls.jsonl"
-    extra = ["--storage", postgres_url]
-    outputs = _finish([_start(tmp_path, config, log, extra), _start(tmp_path, config, log, extra)])
-    reference = _single_process_reference(helpers, mlflow_template, demo_roots, tmp_path)
-    _check_shared_run(storage, log, outputs, reference)
-    assert not (storage / "optuna.db").exists()  # the studies live in PostgreSQL
-    names = [s.study_name for s in optuna.get_all_study_summaries(postgres_url)]
-    assert sum(not n.startswith(workers.CLAIM_PREFIX) for n in names) == 2  # one study per task
 
 
 # -- coordination primitives and bad input ------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The main job: examples/iterate/quickstart.yaml end to end, exactly as shipped, report included.
+"""The main job: the README's quickstart block end to end, exactly as shipped, report included.
 
 The quickstart compares two backbones; this test is its acceptance check: the report must show both,
 and on the segmentation demo the better backbone's mean test score must beat the other's by more
@@ -8,16 +8,20 @@ than the width of either 95% CI (and the CIs must not overlap), from the run's o
 from __future__ import annotations
 
 import csv
+import os
+import re
 import shutil
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 from terratorch.exit_codes import OK
-from terratorch.iterate.__main__ import main
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = "examples/iterate/quickstart.yaml"
 BACKBONES = ("timm_resnet18", "prithvi_eo_tiny")
+_README_LS = "ls iterate_storage/quickstart/reports/quickstart_*/report.html"
 TASKS = [f"{kind}_{backbone}" for kind in ("segmentation", "classification") for backbone in BACKBONES]
 
 
@@ -57,14 +61,42 @@ def _per_task_rows(html: str) -> dict[str, dict[str, str]]:
     raise AssertionError("the report has no per-task table with mean and ci_low/ci_high columns")
 
 
-def test_quickstart_compares_two_backbones_with_separated_cis(tmp_path, monkeypatch, capsys, mlflow_template):
+def _readme_quickstart_commands() -> list[str]:
+    """The README's quickstart shell block (install lines left out, as in ``tests/test_docs.py``).
+
+    ``tests/test_docs.py`` skips that block, with a marker naming this test, so it runs once per CI.
+    """
+    from tests.test_docs import INSTALL_LINE, SKIP, _shell_lines
+
+    text = (ROOT / "README.md").read_text()
+    for match in re.finditer(r"^```bash\n(.*?)^```", text, re.S | re.M):
+        if f"--config {QUICKSTART}" in match.group(1):
+            before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
+            marker = SKIP.search(before)
+            assert marker and "tests/iterate/test_quickstart.py" in marker.group(1), before
+            return [c for c in _shell_lines(match.group(1)) if not INSTALL_LINE.match(c)]
+    raise AssertionError(f"README.md has no bash block running {QUICKSTART}")
+
+
+def test_quickstart_compares_two_backbones_with_separated_cis(tmp_path, mlflow_template):
+    commands = _readme_quickstart_commands()
+    assert commands == [f".venv/bin/terratorch iterate --config {QUICKSTART}", _README_LS], commands
     (tmp_path / "examples").symlink_to(ROOT / "examples", target_is_directory=True)
+    (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent, target_is_directory=True)
     store = tmp_path / "iterate_storage" / "quickstart"
     store.mkdir(parents=True)
     shutil.copy(mlflow_template, store / "mlflow.db")  # a migrated store: saves its creation time
-    monkeypatch.chdir(tmp_path)
-    assert main(["--config", QUICKSTART]) == OK
-    out = capsys.readouterr().out
+    env = {**os.environ, "MPLBACKEND": "Agg", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + "\n".join(commands)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == OK, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
 
     assert (tmp_path / "demo_data" / "quickstart" / "segmentation" / "splits" / "train.txt").exists()
     for task in TASKS:
@@ -79,6 +111,7 @@ def test_quickstart_compares_two_backbones_with_separated_cis(tmp_path, monkeypa
 
     reports = list(store.glob("reports/*/report.html"))
     assert len(reports) == 1 and f"report written to {reports[0]}" in out
+    assert str(reports[0].relative_to(tmp_path)) in out.splitlines()  # the README's `ls` line found it
     html = reports[0].read_text()
     assert "data:image/png;base64," in html
     table = _per_task_rows(html)

@@ -12,6 +12,7 @@ from terratorch.models.necks import (
     LearnedInterpolateToPyramidal,
     MaxpoolToPyramidal,
     Neck,
+    NeckSequential,
     PermuteDims,
     ReshapeTokensToImage,
     SelectIndices,
@@ -349,3 +350,48 @@ def test_feature_pyramid_network_neck_layout_and_outputs():
     assert [tuple(f.shape) for f in out] == [(2, 6, 8, 8), (2, 6, 4, 4)]
     assert neck.process_channel_list([4, 8]) == [6, 6]
     assert "fpn.inner_blocks.0.0.weight" in neck.state_dict()
+
+
+def test_necks_declare_their_input_multiple():
+    assert SelectIndices([8, 8, 8, 8], indices=[0, 1]).input_multiple == 1
+    assert LearnedInterpolateToPyramidal([16, 16, 16, 16]).input_multiple == 2
+    assert MaxpoolToPyramidal([8, 8, 8, 8], kernel_size=2).input_multiple == 8  # last map pooled by 2**3
+    assert MaxpoolToPyramidal([8, 8, 8], kernel_size=3).input_multiple == 9
+    chain = NeckSequential(SelectIndices([8] * 6, indices=[0, 1, 2]), MaxpoolToPyramidal([8] * 3))
+    assert chain.input_multiple == 4
+
+
+def test_model_pads_to_what_its_necks_declare():
+    """A 3-level max-pool pyramid on a patch-4 backbone needs a token grid divisible by 4: 16-px multiples."""
+    from terratorch.models.pixel_wise_model import PixelWiseModel
+
+    class Patches(torch.nn.Module):
+        patch_size = 4
+        out_channels = [8, 8, 8]
+
+        def forward(self, x):
+            f = torch.nn.functional.avg_pool2d(x[:, :1], 4).repeat(1, 8, 1, 1)
+            return [f, f, f]
+
+    seen = []
+
+    class Decoder(torch.nn.Module):
+        out_channels = 8
+
+        def forward(self, features):
+            seen.append([tuple(f.shape[-2:]) for f in features])
+            return torch.nn.functional.interpolate(features[0], scale_factor=4)
+
+    necks = [MaxpoolToPyramidal([8, 8, 8], kernel_size=2)]
+    model = PixelWiseModel(
+        "segmentation",
+        Patches(),
+        Decoder(),
+        head_kwargs={"num_classes": 2},
+        patch_size=4,
+        padding="reflect",
+        neck=necks,
+    )
+    out = model(torch.randn(1, 3, 40, 40)).output
+    assert out.shape[-2:] == (40, 40)  # cropped back
+    assert seen[-1] == [(12, 12), (6, 6), (3, 3)]  # 40 -> 48 px (multiple of 16), every level exact

@@ -50,7 +50,7 @@ def alone(zygote_and_roots, tmp_path_factory) -> dict[str, Any]:
         code, output = bench.run()
         assert code == 0, output[-4000:]
         _ALONE.update(sequences=bench.trial_sequences(), units=bench.units(), repeated=bench.repeated_rows())
-        _ALONE.update(reports=bench.report_files())
+        _ALONE.update(reports=bench.report_files(), best_values=bench.best_value_reports())
     return _ALONE
 
 
@@ -83,6 +83,8 @@ def _check_exactly_once(
     assert bench.units() == alone["units"]
     assert bench.repeated_rows() == alone["repeated"]
     assert bench.report_files() == alone["reports"]
+    assert bench.best_value_reports() == alone["best_values"]  # each task reported once, as alone
+    assert set(alone["best_values"].values()) == {1}
     assert sum("report written to" in o for o in outputs) == 1  # the report was written once
     assert sum("repetition scores written to" in o for o in outputs) == 1
     assert sum("new benchmark run" in o for o in outputs) == 1  # one benchmark run, joined by all
@@ -109,6 +111,8 @@ def test_workers_on_sqlite_run_every_unit_once(workers, stagger, zygote_and_root
     bench = harness.Bench(zygote, tmp_path, harness.bench_config(tmp_path / "store", roots, n_trials=4))
     outputs = _run_workers(bench, workers, stagger)
     _check_exactly_once(bench, outputs, alone, stagger=stagger)
+    with open(tmp_path / "store" / "optuna.db", "rb") as handle:
+        assert handle.read(100)[18:20] == b"\x02\x02"  # WAL journal mode (file format bytes 18-19)
 
 
 @pytest.mark.slow
@@ -124,9 +128,13 @@ def test_four_staggered_workers_on_sqlite(zygote_and_roots, alone, tmp_path):
 def test_workers_on_postgresql_run_every_unit_once(
     workers, stagger, zygote_and_roots, alone, tmp_path, postgres_url
 ):
+    import optuna
+
     zygote, roots = zygote_and_roots
     config = harness.bench_config(tmp_path / "store", roots, n_trials=4, optuna_storage=postgres_url)
     bench = harness.Bench(zygote, tmp_path, config)
     outputs = _run_workers(bench, workers, stagger)
     _check_exactly_once(bench, outputs, alone, stagger=stagger)
-    assert not (tmp_path / "store" / "optuna.db").exists()
+    assert not (tmp_path / "store" / "optuna.db").exists()  # the studies live in PostgreSQL
+    names = [s.study_name for s in optuna.get_all_study_summaries(postgres_url)]
+    assert sum(not n.startswith("terratorch-claim:") for n in names) == 2  # one study per task

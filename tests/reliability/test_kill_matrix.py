@@ -363,6 +363,17 @@ class Bench:
                 found.setdefault(level, []).append((tags.get("terratorch.task", ""), run.info.status))
         return {k: sorted(v) for k, v in found.items()}
 
+    def best_value_reports(self) -> dict[str, int]:
+        """Per task run, how many times its ``best_value`` metric was logged (once when reported once)."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(f"sqlite:///{self.storage / 'mlflow.db'}")
+        return {
+            run.data.tags["terratorch.task"]: len(client.get_metric_history(run.info.run_id, "best_value"))
+            for run in self.runs()
+            if run.data.tags["terratorch.level"] == "task"
+        }
+
     def repeated_rows(self) -> list[tuple[str, str, str]]:
         """(task, seed, score) rows of ``repeated_results.csv``."""
         with (self.storage / "repeated_results.csv").open() as handle:

@@ -35,6 +35,7 @@ CLASS_MODULES = (
     "terratorch.tasks.multilabel_classification",
     "terratorch.tasks.scalar_regression",
     "terratorch.tasks.reconstruction",
+    "terratorch.tasks.embedding_generation",
     "terratorch.datamodules.generic_pixel_wise_data_module",
     "terratorch.datamodules.generic_scalar_label_data_module",
     "terratorch.cli.callbacks",

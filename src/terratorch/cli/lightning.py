@@ -40,6 +40,7 @@ Errors end the command with a short message and the exit codes of ``docs/cli.md`
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
@@ -213,7 +214,11 @@ class MyLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         """Check subcommand-specific settings (output folder, checkpoint file) before anything is built."""
-        if self.subcommand == "predict" and not self.setting("predict_output_dir"):
+        if (
+            self.subcommand == "predict"
+            and not self.setting("predict_output_dir")
+            and not self._model_writes_own_predictions()
+        ):
             raise ConfigError(
                 "predict needs predict_output_dir (a directory for the output GeoTIFFs): add "
                 "'predict_output_dir: <dir>' to the config or pass --predict_output_dir <dir>."
@@ -221,6 +226,24 @@ class MyLightningCLI(LightningCLI):
         ckpt = self.setting("ckpt_path")
         if ckpt and ckpt not in _SPECIAL_CKPT_PATHS:
             check_checkpoint_file(ckpt)
+
+    def _model_writes_own_predictions(self) -> bool:
+        """Whether the configured model class writes its own outputs (``writes_own_predictions``).
+
+        Such tasks (``EmbeddingGenerationTask``) need neither ``predict_output_dir`` nor the GeoTIFF writer.
+        """
+        model = self.setting("model")
+        class_path = getattr(model, "class_path", None)
+        if class_path is None and isinstance(model, Mapping):
+            class_path = model.get("class_path")
+        if not isinstance(class_path, str) or "." not in class_path:
+            return False
+        module_name, _, name = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), name)
+        except (ImportError, AttributeError):
+            return False
+        return bool(getattr(cls, "writes_own_predictions", False))
 
     def instantiate_classes(self) -> None:
         """Instantiate; a constructor error comes out as itself, not as jsonargparse's Union report."""
@@ -260,6 +283,7 @@ class MyLightningCLI(LightningCLI):
         if self.subcommand in ("fit", None) and wants_checkpoint and not has_checkpoint:
             extra.append(default_checkpoint(self.model))
         has_writer = any(isinstance(c, BasePredictionWriter) for c in configured)
+        has_writer = has_writer or bool(getattr(self.model, "writes_own_predictions", False))
         if self.subcommand == "predict" and not self.setting("predict_streaming") and not has_writer:
             from terratorch.cli.prediction_writer import GeoTIFFPredictionWriter
 

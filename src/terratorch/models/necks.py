@@ -86,6 +86,16 @@ class Neck(nn.Module, ABC):
         """The channel list after this neck."""
         return self.process_channel_list(list(self.channel_list))
 
+    @property
+    def input_multiple(self) -> int:
+        """What the side of the incoming feature maps must be a multiple of for exact output sizes.
+
+        The model pads its input so that the backbone's token grid is a multiple of this (and of 2,
+        as the reference does); a neck that pools declares it here instead of the factory knowing
+        neck classes. 1 for necks that keep or enlarge the resolution.
+        """
+        return 1
+
     def _check_list(self, features: Any) -> None:
         if not isinstance(features, (list, tuple)):
             raise TypeError(
@@ -107,6 +117,11 @@ class NeckSequential(nn.Sequential):
     Unlike the reference release (which retries a neck without kwargs on any ``TypeError`` and so can
     hide real errors), which necks get the kwargs is decided from their ``forward`` signature.
     """
+
+    @property
+    def input_multiple(self) -> int:
+        """The least common multiple of the members' :attr:`Neck.input_multiple` (1 without any)."""
+        return math.lcm(1, *(int(getattr(neck, "input_multiple", 1)) for neck in self))
 
     def forward(self, x: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         """Run every neck on the feature list."""
@@ -255,6 +270,11 @@ class MaxpoolToPyramidal(Neck):
     def process_channel_list(self, channel_list: list[int]) -> list[int]:
         """Unchanged."""
         return list(channel_list)
+
+    @property
+    def input_multiple(self) -> int:
+        """``kernel_size ** (n - 1)``: the coarsest map is pooled by that window."""
+        return self.kernel_size ** max(len(self.channel_list) - 1, 0)
 
     def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
         """Return ``[max_pool2d(f_i, kernel_size ** i)]`` (the first map copied)."""
@@ -455,6 +475,11 @@ class LearnedInterpolateToPyramidal(Neck):
                 f"{len(channel_list)} ({channel_list})."
             )
         return [channel_list[0] // 4, channel_list[1] // 2, channel_list[2], channel_list[3]]
+
+    @property
+    def input_multiple(self) -> int:
+        """2: the last map is max-pooled by 2."""
+        return 2
 
     def forward(self, features: list[Tensor], **kwargs: Any) -> list[Tensor]:
         """Return the 4 maps at scales x4, x2, x1, x0.5."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -126,7 +127,8 @@ class EncoderDecoderModel(Model):
     def pad(self, x: Any) -> Any:
         """Pad ``x`` for the backbone when ``patch_size`` and ``padding`` are set."""
         if self.patch_size and self.padding is not None:
-            return pad_images(x, self.patch_size, self.padding)
+            multiple = math.lcm(2, int(getattr(self.neck, "input_multiple", 1)))
+            return pad_images(x, self.patch_size, self.padding, multiple)
         return x
 
     def freeze_encoder(self) -> None:
@@ -163,9 +165,10 @@ class PixelWiseModel(EncoderDecoderModel):
     modalities) returns :class:`ModelOutput` whose ``output`` is ``(B, num_classes, H, W)`` logits
     (segmentation) or ``(B, H, W)`` values (single-output regression: a single channel is squeezed).
     When ``patch_size`` and ``padding`` are set, H and W are padded evenly on both sides to multiples
-    of twice the patch size; with ``rescale`` the head output is resized (bilinear) to the padded size;
-    finally the centre ``image_size_out`` (default: the ``image_size`` keyword, else the input size) is
-    cropped. Auxiliary heads are treated the same and returned by name.
+    of twice the patch size (more when a neck declares a larger ``input_multiple``); with ``rescale``
+    the head output is resized (bilinear) to the padded size; finally the centre ``image_size_out``
+    (default: the ``image_size`` keyword, else the input size) is cropped. Auxiliary heads are
+    treated the same and returned by name.
 
     Args:
         task: ``segmentation`` or ``regression``.

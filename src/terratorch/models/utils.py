@@ -96,23 +96,26 @@ def _patch_hw(patch_size: int | Sequence[int]) -> tuple[int, int, int]:
     raise ValueError(f"patch_size {patch_size!r} is invalid: give an int or 1, 2 or 3 ints ((t,) h, w).")
 
 
-def pad_images(imgs: Any, patch_size: int | Sequence[int], padding: str) -> Any:
-    """Pad images so H and W are multiples of twice the patch size (and T of the tubelet size).
+def pad_images(imgs: Any, patch_size: int | Sequence[int], padding: str, grid_multiple: int = 2) -> Any:
+    """Pad images so H and W are multiples of ``grid_multiple`` patches (and T of the tubelet size).
 
-    The padding is split evenly between both sides (the models crop the centre back). Twice the
-    patch size keeps the token grid even, which pyramid necks and decoders need. Dicts are padded per
-    modality; tensors with fewer than 4 dims and non-tensors pass through. ``reflect`` padding larger
-    than the image falls back to ``replicate`` (the reference release raises there).
+    The padding is split evenly between both sides (the models crop the centre back). The default,
+    twice the patch size as in the reference, keeps the token grid even; models pass the multiple their
+    necks declare (:attr:`terratorch.models.necks.Neck.input_multiple`, combined with 2). Dicts are padded
+    per modality; tensors with fewer than 4 dims and non-tensors pass through. ``reflect`` padding
+    larger than the image falls back to ``replicate`` (the reference release raises there).
     """
     import torch
     import torch.nn.functional as F
 
     if isinstance(imgs, Mapping):
-        return {k: pad_images(v, patch_size, padding) for k, v in imgs.items()}
+        return {k: pad_images(v, patch_size, padding, grid_multiple) for k, v in imgs.items()}
     if not isinstance(imgs, torch.Tensor) or imgs.ndim < 4:
         return imgs
     p_t, p_h, p_w = _patch_hw(patch_size)
-    p_h, p_w = p_h * 2, p_w * 2
+    if grid_multiple < 1:
+        raise ValueError(f"grid_multiple must be a positive number of patches, got {grid_multiple}.")
+    p_h, p_w = p_h * grid_multiple, p_w * grid_multiple
     if p_t > 1 and imgs.ndim < 5:
         raise ValueError(
             f"Padding to a tubelet size of {p_t} frames needs (B, C, T, H, W) inputs, got shape "

@@ -1,4 +1,4 @@
-"""Lightning tasks for fine-tuning: segmentation, regression, classification, reconstruction.
+"""Lightning tasks: segmentation, regression, classification, reconstruction, embedding generation.
 
 Attributes resolve lazily (PEP 562), so ``import terratorch.tasks`` does not import Lightning;
 ``from terratorch.tasks import SemanticSegmentationTask`` works as usual. Submodules:
@@ -19,6 +19,7 @@ _LAZY: dict[str, str] = {
     "MultiLabelClassificationTask": "terratorch.tasks.multilabel_classification",
     "ScalarRegressionTask": "terratorch.tasks.scalar_regression",
     "ReconstructionTask": "terratorch.tasks.reconstruction",
+    "EmbeddingGenerationTask": "terratorch.tasks.embedding_generation",
 }
 
 __all__ = sorted(_LAZY)
