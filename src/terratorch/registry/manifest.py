@@ -27,6 +27,15 @@ _V2_NORM = {
 }
 _TL = {"coords_encoding": ["time", "location"]}
 _HF = "ibm-nasa-geospatial/"
+_TERRAMIND = f"{_MODELS}.backbones.terramind.register"
+_TM_V1_MODALITIES = [
+    "untok_dem@224",
+    "untok_sen1grd@224",
+    "untok_sen1rtc@224",
+    "untok_sen2l1c@224",
+    "untok_sen2l2a@224",
+    "untok_sen2rgb@224",
+]
 
 
 def _vit(
@@ -47,6 +56,52 @@ def _vit(
 
 def _weights(repo: str, filename: str) -> dict[str, str]:
     return {"hf_hub_id": _HF + repo, "hf_hub_filename": filename}
+
+
+def _terramind(
+    dim: int, depth: int, heads: int, repo: str, filename: str, v01: bool = False
+) -> dict[str, Any]:
+    return {
+        "family": "terramind",
+        "embed_dim": dim,
+        "depth": depth,
+        "num_heads": heads,
+        "patch_size": 16,
+        "out_channels": [dim] * depth,
+        "modalities": ["untok_sen2l2a@224"] if v01 else list(_TM_V1_MODALITIES),
+        "hf_hub_id": repo,
+        "hf_hub_filename": filename,
+    }
+
+
+_TM_HF = "ibm-esa-geospatial/TerraMind-1.0-"
+_TERRAMIND_TIM = f"{_MODELS}.backbones.terramind.register_tim"
+
+
+def _terramind_tim(
+    dim: int, depth: int, decoder_depth: int, heads: int, repo: str, filename: str, v01: bool = False
+) -> dict[str, Any]:
+    return {
+        **_terramind(dim, depth, heads, repo, filename, v01=v01),
+        "family": "terramind_tim",
+        "decoder_depth": decoder_depth,
+        "tim_modalities": ["LULC"],
+    }
+
+
+def _terramind_encdec(
+    dim: int, depth: int, decoder_depth: int, heads: int, repo: str, filename: str
+) -> dict[str, Any]:
+    return {
+        "family": "terramind_encdec",
+        "embed_dim": dim,
+        "depth": depth,
+        "decoder_depth": decoder_depth,
+        "num_heads": heads,
+        "patch_size": 16,
+        "hf_hub_id": repo,
+        "hf_hub_filename": filename,
+    }
 
 
 #: name → (module, metadata) of ``TERRATORCH_BACKBONE_REGISTRY``.
@@ -116,13 +171,56 @@ BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
             **_weights("Prithvi-EO-2.0-600M-TL", "Prithvi_EO_V2_600M_TL.pt"),
         ),
     ),
+    "terramind_v1_tiny": (_TERRAMIND, _terramind(192, 12, 3, _TM_HF + "tiny", "TerraMind_v1_tiny.pt")),
+    "terramind_v1_small": (_TERRAMIND, _terramind(384, 12, 6, _TM_HF + "small", "TerraMind_v1_small.pt")),
+    "terramind_v1_base": (_TERRAMIND, _terramind(768, 12, 12, _TM_HF + "base", "TerraMind_v1_base.pt")),
+    "terramind_v1_large": (_TERRAMIND, _terramind(1024, 24, 16, _TM_HF + "large", "TerraMind_v1_large.pt")),
+    "terramind_v01_base": (
+        _TERRAMIND,
+        _terramind(768, 12, 12, "FAST-EO/TerraMind-0.1-base", "TerraMind_v01_base.pt", v01=True),
+    ),
+    "terramind_v1_tiny_tim": (
+        _TERRAMIND_TIM,
+        _terramind_tim(192, 12, 4, 3, _TM_HF + "tiny", "TerraMind_v1_tiny.pt"),
+    ),
+    "terramind_v1_small_tim": (
+        _TERRAMIND_TIM,
+        _terramind_tim(384, 12, 6, 6, _TM_HF + "small", "TerraMind_v1_small.pt"),
+    ),
+    "terramind_v1_base_tim": (
+        _TERRAMIND_TIM,
+        _terramind_tim(768, 12, 12, 12, _TM_HF + "base", "TerraMind_v1_base.pt"),
+    ),
+    "terramind_v1_large_tim": (
+        _TERRAMIND_TIM,
+        _terramind_tim(1024, 24, 24, 16, _TM_HF + "large", "TerraMind_v1_large.pt"),
+    ),
+    "terramind_v01_base_tim": (
+        _TERRAMIND_TIM,
+        _terramind_tim(768, 12, 12, 12, "FAST-EO/TerraMind-0.1-base", "TerraMind_v01_base.pt", v01=True),
+    ),
 }
 
 #: name → (module, metadata) of ``TERRATORCH_FULL_MODEL_REGISTRY``.
 FULL_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     f"{encoder}_mae": (_PRITHVI_VIT, {"family": "prithvi_mae", "encoder": encoder, "bands": list(_HLS)})
-    for encoder in BACKBONES
+    for encoder, (module, _) in BACKBONES.items()
+    if module == _PRITHVI_VIT
 }
+FULL_MODELS.update(
+    {
+        f"terramind_v1_{size}_encdec": (
+            _TERRAMIND_TIM,
+            _terramind_encdec(dim, depth, decoder_depth, heads, _TM_HF + size, f"TerraMind_v1_{size}.pt"),
+        )
+        for size, (dim, depth, decoder_depth, heads) in {
+            "tiny": (192, 12, 4, 3),
+            "small": (384, 12, 6, 6),
+            "base": (768, 12, 12, 12),
+            "large": (1024, 24, 24, 16),
+        }.items()
+    }
+)
 
 #: name → module of ``TERRATORCH_NECK_REGISTRY``.
 NECKS: dict[str, str] = {
