@@ -146,6 +146,22 @@ SHARED: list[tuple[str, str, str]] = [
     ("registry", "terratorch.registry", "MultiSourceRegistry.register_source"),
     # cli
     ("cli", "terratorch.cli_tools", "build_lightning_cli"),
+    ("cli", "terratorch.cli_tools", "LightningInferenceModel"),
+    *[
+        ("cli", "terratorch.cli_tools", f"LightningInferenceModel.{method}")
+        for method in ("from_config", "from_task_and_datamodule", "inference", "inference_on_dir")
+    ],
+    ("tasks", _TASKS, "EmbeddingGenerationTask"),
+    # multimodal data
+    ("datamodules", "terratorch.datamodules", "GenericMultiModalDataModule"),
+    *[
+        ("datasets", "terratorch.datasets", name)
+        for name in (
+            "GenericMultimodalSegmentationDataset",
+            "GenericMultimodalPixelwiseRegressionDataset",
+            "GenericMultimodalScalarDataset",
+        )
+    ],
 ]
 
 
