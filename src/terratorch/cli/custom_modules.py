@@ -38,6 +38,7 @@ CLASS_MODULES = (
     "terratorch.tasks.embedding_generation",
     "terratorch.datamodules.generic_pixel_wise_data_module",
     "terratorch.datamodules.generic_scalar_label_data_module",
+    "terratorch.datamodules.generic_multimodal_data_module",
     "terratorch.cli.callbacks",
     "terratorch.cli.custom_writer",
     "albumentations.pytorch",

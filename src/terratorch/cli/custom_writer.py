@@ -196,8 +196,8 @@ class CustomWriter(BasePredictionWriter):
             prediction = (prediction["prediction"], prediction.get("filename"))
         if isinstance(prediction, tuple):
             values, files = prediction
-            if isinstance(files, Mapping):  # one file list per modality: any gives the georeference
-                files = next(iter(files.values()))
+            if isinstance(files, Mapping):  # one file list per modality: the first one georeferences
+                files = next((v for k, v in files.items() if k != "mask"), None)
             if files is None:
                 raise ValueError(
                     "CustomWriter needs the input file names (batch 'filename') to georeference outputs."

@@ -187,9 +187,16 @@ def _split_prediction(prediction: Any) -> tuple[Tensor, dict[str, Any]]:
 
 
 def _batch_files(prediction: Any, batch: Any) -> list[str]:
+    """The source file of each prediction; multimodal batches use the first modality's files.
+
+    Multimodal datasets give ``filename`` as ``{modality: [paths]}`` with the image modalities
+    first (as in the reference), so the first entry is the georeference of the outputs.
+    """
     files = prediction.get("filename") if isinstance(prediction, Mapping) else None
     if files is None and isinstance(batch, Mapping):
         files = batch.get("filename")
+    if isinstance(files, Mapping):
+        files = next((v for k, v in files.items() if k != "mask"), None)
     if files is None:
         raise ValueError(
             "Cannot write predictions: the batch has no 'filename' entry (the source file of each image, "
@@ -251,6 +258,11 @@ def streaming_parameters(params: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _dataset_files(dataset: Any) -> list[Path]:
     samples = getattr(dataset, "samples", None)
+    if samples and isinstance(samples[0], Mapping):
+        raise ValueError(
+            "predict_streaming reads one GeoTIFF per sample; multimodal datamodules give several files per "
+            "sample. Predict without predict_streaming (tiled_inference_parameters still tile each batch)."
+        )
     if samples is not None:
         return [Path(s[0]) for s in samples]
     files = getattr(dataset, "files", None)

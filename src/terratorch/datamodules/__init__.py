@@ -6,6 +6,7 @@ from terratorch._lazy import lazy_exports
 
 _PIXEL = "terratorch.datamodules.generic_pixel_wise_data_module"
 _SCALAR = "terratorch.datamodules.generic_scalar_label_data_module"
+_MULTI = "terratorch.datamodules.generic_multimodal_data_module"
 
 # name -> module; resolved on first attribute access so ``import terratorch.datamodules`` is cheap.
 _LAZY: dict[str, str] = {
@@ -16,6 +17,9 @@ _LAZY: dict[str, str] = {
     "GenericNonGeoClassificationDataModule": _SCALAR,
     "GenericNonGeoMultiLabelClassificationDataModule": _SCALAR,
     "GenericNonGeoScalarRegressionDataModule": _SCALAR,
+    "GenericMultiModalDataModule": _MULTI,
+    "MultimodalNormalize": _MULTI,
+    "MultiModalBatchSampler": _MULTI,
 }
 
 __all__ = sorted(_LAZY)

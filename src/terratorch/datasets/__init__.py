@@ -7,6 +7,8 @@ from terratorch.datasets.bands import HLSBands, OpticalBands, SARBands
 
 _PIXEL = "terratorch.datasets.generic_pixel_wise_dataset"
 _SCALAR = "terratorch.datasets.generic_scalar_label_dataset"
+_MULTI = "terratorch.datasets.generic_multimodal_dataset"
+_MULTI_TF = "terratorch.datasets.multimodal_transforms"
 
 # name -> module; resolved on first attribute access (no rasterio at ``import terratorch.datasets``).
 _LAZY: dict[str, str] = {
@@ -22,6 +24,15 @@ _LAZY: dict[str, str] = {
     "DemoDataset": "terratorch.datasets.demo",
     "make_demo_dataset": "terratorch.datasets.demo",
     "make_demo_scene": "terratorch.datasets.demo",
+    "make_multimodal_demo": "terratorch.datasets.demo",
+    "MultimodalDemo": "terratorch.datasets.demo",
+    "GenericMultimodalDataset": _MULTI,
+    "GenericMultimodalSegmentationDataset": _MULTI,
+    "GenericMultimodalPixelwiseRegressionDataset": _MULTI,
+    "GenericMultimodalScalarDataset": _MULTI,
+    "Modalities": _MULTI,
+    "MultimodalTransforms": _MULTI_TF,
+    "MultimodalToTensor": _MULTI_TF,
     "compute_statistics": "terratorch.datasets.statistics",
 }
 

@@ -613,6 +613,179 @@ def _write_scene_window(dst, window, fields, looks, cell: int, seed: int) -> np.
 # ----------------------------------------------------------------------------- CLI
 
 
+# ----------------------------------------------------------------------------- two modalities
+
+S2L2A_BANDS = (
+    "COASTAL_AEROSOL",
+    "BLUE",
+    "GREEN",
+    "RED",
+    "RED_EDGE_1",
+    "RED_EDGE_2",
+    "RED_EDGE_3",
+    "NIR_BROAD",
+    "NIR_NARROW",
+    "WATER_VAPOR",
+    "SWIR_1",
+    "SWIR_2",
+)
+S1GRD_BANDS = ("VV", "VH")
+
+
+@dataclass
+class MultimodalDemo:
+    """What :func:`make_multimodal_demo` wrote, plus ready-made ``GenericMultiModalDataModule`` arguments.
+
+    Attributes:
+        root: the dataset directory.
+        modalities: modality names, in order (``S2L2A``, ``S1GRD``).
+        data_roots: ``{modality: directory}``.
+        image_grep: ``{modality: glob}``.
+        label_dir, label_grep: the label rasters (uint8 class ids, nodata 255).
+        splits: ``{"train": path, "val": path, "test": path}`` (one sample id per line).
+        bands: ``{modality: band names}``.
+        num_classes: number of classes.
+        means, stds: ``{modality: per-band values}`` of the train split.
+        stems: the sample ids of each split.
+    """
+
+    root: Path
+    modalities: list[str]
+    data_roots: dict[str, Path]
+    image_grep: dict[str, str]
+    label_dir: Path
+    label_grep: str
+    splits: dict[str, Path]
+    bands: dict[str, list[str]]
+    num_classes: int
+    means: dict[str, list[float]]
+    stds: dict[str, list[float]]
+    stems: dict[str, list[str]] = field(default_factory=dict)
+
+    def datamodule_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Constructor arguments of ``GenericMultiModalDataModule`` for this data (``overrides`` win)."""
+        roots = {m: str(p) for m, p in self.data_roots.items()}
+        kwargs: dict[str, Any] = {
+            "task": "segmentation",
+            "modalities": list(self.modalities),
+            "image_grep": dict(self.image_grep),
+            "label_grep": self.label_grep,
+            "means": {m: list(v) for m, v in self.means.items()},
+            "stds": {m: list(v) for m, v in self.stds.items()},
+            "num_classes": self.num_classes,
+            "no_data_replace": 0.0,
+            "no_label_replace": -1,
+        }
+        for split in ("train", "val", "test"):
+            kwargs[f"{split}_data_root"] = dict(roots)
+            kwargs[f"{split}_label_data_root"] = str(self.label_dir)
+            kwargs[f"{split}_split"] = str(self.splits[split])
+        kwargs.update(overrides)
+        return kwargs
+
+
+def make_multimodal_demo(
+    root: str | Path,
+    *,
+    n_train: int = 16,
+    n_val: int = 8,
+    n_test: int = 4,
+    size: int = 32,
+    num_classes: int = 3,
+    seed: int = 0,
+) -> MultimodalDemo:
+    """Write a two-modality segmentation dataset: S2L2A (12 bands) and S1GRD (2 bands) on one grid.
+
+    Each chip has smooth class fields. The optical signature separates class 0 from the others;
+    the radar backscatter separates the last class from the others, so only a model that uses both
+    modalities gets every class right (each modality alone confuses two classes). Files::
+
+        S2L2A/chip_0000_S2L2A.tif   int16 reflectance x 10000, nodata -9999 (a few pixels)
+        S1GRD/chip_0000_S1GRD.tif   float32 backscatter in dB
+        labels/chip_0000_mask.tif   uint8 class ids, nodata 255 where S2 is nodata
+        splits/{train,val,test}.txt sample ids (chip_0000 ...)
+        statistics.json             per-modality means/stds of the train split
+
+    Returns:
+        A :class:`MultimodalDemo` describing the files. Same arguments and seed, same bytes.
+
+    Raises:
+        ValueError: fewer than 2 classes, a chip smaller than 8 pixels or an empty train split.
+    """
+    from terratorch.datasets.utils import write_geotiff
+
+    if num_classes < 2 or size < 8 or n_train < 1:
+        raise ValueError(
+            f"make_multimodal_demo needs num_classes >= 2, size >= 8 and n_train >= 1; got "
+            f"num_classes={num_classes}, size={size}, n_train={n_train}"
+        )
+    root = Path(root)
+    rng = np.random.default_rng([seed, 31337])
+    optical = rng.uniform(0.05, 0.45, size=(2, len(S2L2A_BANDS))).astype(np.float32)
+    radar = np.array([[-12.0, -19.0], [-6.0, -11.0]], dtype=np.float32)
+    optical_class = np.minimum(np.arange(num_classes), 1)  # class 0 | the rest
+    radar_class = (np.arange(num_classes) == num_classes - 1).astype(np.int64)  # last class | the rest
+    grep = {"S2L2A": "*_S2L2A.tif", "S1GRD": "*_S1GRD.tif"}
+    dirs = {m: root / m for m in grep}
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    stems: dict[str, list[str]] = {}
+    sums = {m: [] for m in grep}
+    index = 0
+    for split, count in counts.items():
+        stems[split] = []
+        for _ in range(count):
+            stem = f"chip_{index:04d}"
+            fields = smooth_field(
+                _lattice(rng, num_classes, size, size, FIELD_SIZE), 0, size, size, FIELD_SIZE
+            )
+            class_map = np.argmax(fields, axis=0)
+            s2 = optical[optical_class[class_map]].transpose(2, 0, 1)
+            s2 = s2 + 0.05 * rng.standard_normal(s2.shape, dtype=np.float32)
+            s2 = np.clip(np.rint(s2 / CONSTANT_SCALE), 0, 10000).astype(np.int16)
+            s1 = radar[radar_class[class_map]].transpose(2, 0, 1)
+            s1 = (s1 + 1.5 * rng.standard_normal(s1.shape, dtype=np.float32)).astype(np.float32)
+            nodata = _nodata_pixels(rng, size)
+            s2[:, nodata] = IMAGE_NODATA
+            mask = class_map.astype(np.uint8)
+            mask[nodata] = MASK_NODATA
+            geo = {
+                "crs": CRS_EPSG,
+                "transform": _transform((index % 16) * (size + 8), (index // 16) * (size + 8)),
+            }
+            write_geotiff(
+                dirs["S2L2A"] / f"{stem}_S2L2A.tif", s2, nodata=IMAGE_NODATA, descriptions=S2L2A_BANDS, **geo
+            )
+            write_geotiff(dirs["S1GRD"] / f"{stem}_S1GRD.tif", s1, descriptions=S1GRD_BANDS, **geo)
+            write_geotiff(root / "labels" / f"{stem}_mask.tif", mask, nodata=MASK_NODATA, **geo)
+            if split == "train":
+                sums["S2L2A"].append(s2[:, ~nodata].astype(np.float64))
+                sums["S1GRD"].append(s1.reshape(2, -1).astype(np.float64))
+            stems[split].append(stem)
+            index += 1
+    means = {m: [float(v) for v in np.concatenate(a, axis=1).mean(axis=1)] for m, a in sums.items()}
+    stds = {m: [float(v) for v in np.concatenate(a, axis=1).std(axis=1)] for m, a in sums.items()}
+    splits = {}
+    for split, names in stems.items():
+        splits[split] = root / "splits" / f"{split}.txt"
+        splits[split].parent.mkdir(parents=True, exist_ok=True)
+        splits[split].write_text("".join(f"{name}\n" for name in names))
+    (root / "statistics.json").write_text(json.dumps({"means": means, "stds": stds}, indent=1))
+    return MultimodalDemo(
+        root=root,
+        modalities=list(grep),
+        data_roots=dirs,
+        image_grep=grep,
+        label_dir=root / "labels",
+        label_grep="*_mask.tif",
+        splits=splits,
+        bands={"S2L2A": list(S2L2A_BANDS), "S1GRD": list(S1GRD_BANDS)},
+        num_classes=num_classes,
+        means=means,
+        stds=stds,
+        stems=stems,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="terratorch demo-data",

@@ -13,6 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
+# The reference's import path for the multimodal transforms (``terratorch.datasets.transforms``).
+from terratorch.datasets.multimodal_transforms import (  # noqa: F401
+    MultimodalToTensor,
+    MultimodalTransforms,
+    albumentations_to_callable_with_dict,
+    default_non_image_transform,
+)
+
 Transform = Callable[..., dict[str, Any]]
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Band",
     "BandSpec",
     "GeoTIFFError",
+    "Modalities",
     "RasterRead",
     "expand_bands",
     "file_key",
@@ -281,3 +282,16 @@ def _drop_extension(name: str) -> str:
     """``a.b.tif`` -> ``a.b`` (only the last extension, as split files list ``name.ext``)."""
     stem, dot, _ = name.rpartition(".")
     return stem if dot and stem else name
+
+
+class Modalities(Enum):
+    """Modality names of the TerraMind pretraining data (the reference's enum)."""
+
+    S1GRD = "S1GRD"
+    S1RTC = "S1RTC"
+    S2L1C = "S2L1C"
+    S2L2A = "S2L2A"
+    S2RGB = "S2RGB"
+    DEM = "DEM"
+    NDVI = "NDVI"
+    LULC = "LULC"

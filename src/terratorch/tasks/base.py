@@ -7,7 +7,8 @@ with the datamodule's, plots validation predictions and dispatches to tiled infe
 modules (``segmentation.py``, ``classification.py``, ...) only say which batch key holds the target,
 how logits become predictions and which default loss to use.
 
-Batches are dicts: ``image`` ``(B, C, H, W)`` or ``(B, C, T, H, W)``; the target under ``mask``
+Batches are dicts: ``image`` ``(B, C, H, W)`` or ``(B, C, T, H, W)``, or for multimodal models a
+``{modality: tensor}`` dict (every modality on one grid); the target under ``mask``
 (pixel-wise tasks) or ``label`` (per-image tasks); ``filename`` (list of str). Other tensor values
 (``temporal_coords``, ``location_coords``, ...) are passed to the model as keyword arguments.
 Normalisation is the datamodule's job; tasks never normalise.
@@ -32,7 +33,15 @@ from terratorch.tasks.losses import build_loss
 from terratorch.tasks.metrics import TaskMetrics
 from terratorch.tasks.optim import build_param_groups, check_optimizer_config, optimizer_factory
 
-__all__ = ["TerraTorchTask", "check_bands", "check_channels", "model_channels", "task_arguments"]
+__all__ = [
+    "TerraTorchTask",
+    "batch_size_of",
+    "check_bands",
+    "check_channels",
+    "check_image_dict",
+    "model_channels",
+    "task_arguments",
+]
 
 _TARGET_KEYS = ("image", "mask", "label")
 #: Optimizer used when ``optimizer`` is None (the reference's choice).
@@ -416,7 +425,10 @@ class TerraTorchTask(LightningModule):
                 f"{sorted(batch)}."
             )
         extra = {k: v for k, v in batch.items() if k not in _TARGET_KEYS and isinstance(v, Tensor)}
-        return batch["image"], target, extra
+        image = batch["image"]
+        if isinstance(image, Mapping):
+            check_image_dict(image)
+        return image, target, extra
 
     # -- checks ------------------------------------------------------------------------------------
     def check_target(self, target: Tensor, stage: str, batch_idx: int, batch: Mapping[str, Any]) -> None:
@@ -450,10 +462,12 @@ class TerraTorchTask(LightningModule):
         """Stop with a :class:`FloatingPointError` naming the step instead of training on NaN."""
         if bool(torch.isfinite(loss)):
             return
-        image = batch["image"]
+        images = batch["image"]
+        images = images.values() if isinstance(images, Mapping) else [images]
+        finite = all(bool(torch.isfinite(x).all()) for x in images if isinstance(x, Tensor))
         cause = (
             "The input image contains NaN/inf values: set no_data_replace on the datamodule."
-            if not bool(torch.isfinite(image).all())
+            if not finite
             else "The inputs are finite: lower the learning rate, check the labels or clip gradients."
         )
         raise FloatingPointError(
@@ -493,7 +507,7 @@ class TerraTorchTask(LightningModule):
         output = self._forward_checked(image, extra, tiled)
         loss = self.compute_loss(output, target)
         self._check_finite(loss, stage, batch_idx, batch)
-        self.log_loss(f"{metrics.prefix}loss", loss, stage, batch_size=image.shape[0])
+        self.log_loss(f"{metrics.prefix}loss", loss, stage, batch_size=batch_size_of(image))
         metrics.update(self.to_metric_input(output.output.detach()), target)
         return loss, output
 
@@ -604,6 +618,8 @@ class TerraTorchTask(LightningModule):
         """Check that the model's bands equal the datamodule's ``output_bands`` (order matters), and
         that its input channels (``model_args.backbone_in_chans``, ...) match their number."""
         datamodule = self._datamodule()
+        if isinstance(getattr(datamodule, "output_bands", None), Mapping):
+            return  # multimodal: bands are per modality, the model checks them per modality
         check_bands(self.model_args, datamodule)
         check_channels(self.model_args, getattr(datamodule, "output_bands", None))
 
@@ -612,6 +628,8 @@ class TerraTorchTask(LightningModule):
 
     def _data_bands(self) -> list[Any] | None:
         bands = getattr(self._datamodule(), "output_bands", None)
+        if isinstance(bands, Mapping):
+            return None  # per modality (multimodal data)
         return list(bands) if bands else None
 
     def _forward_checked(self, image: Tensor, extra: dict[str, Any], tiled: bool) -> ModelOutput:
@@ -646,15 +664,18 @@ class TerraTorchTask(LightningModule):
 
         preds = self.to_prediction(output.detach())["prediction"]
         datamodule = getattr(self.trainer, "datamodule", None)
+        image, rgb_indices = plot_image(batch["image"], datamodule)
+        if image is None:
+            return  # no modality to show (e.g. only non-image modalities)
         figure = plot_sample(
-            image=batch["image"][0],
+            image=image,
             target=batch.get(self.target_key)[0] if batch.get(self.target_key) is not None else None,
             prediction=preds[0],
             task_type=self.task_type,
             class_names=self.class_names,
             num_classes=self.num_classes,
             ignore_index=self.ignore_index,
-            rgb_indices=_rgb_indices(datamodule),
+            rgb_indices=rgb_indices,
             title=f"epoch {self.current_epoch}",
         )
         self._log_figure(figure, "val/prediction")
@@ -667,6 +688,64 @@ class TerraTorchTask(LightningModule):
             elif kind == "mlflow":
                 name = f"{tag}_epoch_{self.current_epoch:04d}.png"
                 logger.experiment.log_figure(logger.run_id, figure, name)
+
+
+def batch_size_of(image: Tensor | Mapping[str, Tensor]) -> int:
+    """Number of samples of an image batch: a tensor's first dim, or that of a dict's first tensor."""
+    if isinstance(image, Mapping):
+        for value in image.values():
+            if isinstance(value, Tensor):
+                return int(value.shape[0])
+        raise ValueError(f"the image dict holds no tensor (modalities: {list(image)})")
+    return int(image.shape[0])
+
+
+def check_image_dict(image: Mapping[str, Any]) -> None:
+    """Check a ``{modality: tensor}`` batch: at least one tensor, all image modalities on one grid.
+
+    Image modalities are the tensors with 4 or 5 dims (``(B, C, H, W)``, ``(B, C, T, H, W)``);
+    others (per-sample values) are not compared.
+
+    Raises:
+        ValueError: the dict is empty, or image modalities differ in ``(H, W)`` (names each
+            modality with its shape).
+    """
+    tensors = {m: v for m, v in image.items() if isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError(
+            f"batch['image'] is a dict without tensors (keys {list(image)}); it must map each modality "
+            "to a (B, C, H, W) tensor"
+        )
+    grids = {m: tuple(v.shape[-2:]) for m, v in tensors.items() if v.dim() in (4, 5)}
+    if len(set(grids.values())) > 1:
+        shapes = ", ".join(f"{m}: {tuple(tensors[m].shape)}" for m in grids)
+        raise ValueError(
+            f"the modalities of batch['image'] have different spatial sizes ({shapes}); every modality "
+            "must cover the same pixels: resample them to one grid, or use the same crop for all"
+        )
+
+
+def plot_image(
+    image: Tensor | Mapping[str, Tensor], datamodule: Any
+) -> tuple[Tensor | None, list[int] | None]:
+    """The first sample's image to plot and its RGB band positions.
+
+    For a dict batch the modality is the first key of the datamodule's ``rgb_indices``
+    (``{modality: [r, g, b]}``) present in the batch, else the first image modality; None when
+    no modality is an image.
+    """
+    if not isinstance(image, Mapping):
+        return image[0], _rgb_indices(datamodule)
+    explicit = getattr(datamodule, "rgb_indices", None)
+    if isinstance(explicit, Mapping):
+        for modality, indices in explicit.items():
+            value = image.get(modality)
+            if isinstance(value, Tensor) and value.dim() in (4, 5):
+                return value[0], list(indices) if len(indices) == 3 else [indices[0]] * 3
+    for value in image.values():
+        if isinstance(value, Tensor) and value.dim() in (4, 5):
+            return value[0], None
+    return None, None
 
 
 def class_indices(logits: Tensor) -> Tensor:
@@ -818,6 +897,8 @@ def _rgb_indices(datamodule: Any) -> list[int] | None:
     if datamodule is None:
         return None
     explicit = getattr(datamodule, "rgb_indices", None)
+    if isinstance(explicit, Mapping):
+        return None  # per modality: see plot_image
     if explicit is not None:
         return list(explicit)
     bands = [str(_band_name(b)).upper() for b in getattr(datamodule, "output_bands", None) or []]

@@ -35,7 +35,7 @@ import itertools
 import math
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -506,6 +506,49 @@ def _reference_tiled(
     return preds.to(ret_device)
 
 
+# ----------------------------------------------------------------------------- dict inputs
+def pack_modalities(
+    input_batch: Mapping[str, Tensor], model_forward: Callable[..., Any]
+) -> tuple[Tensor, Callable[..., Any]]:
+    """Join a ``{modality: tensor}`` batch along the channels so every modality is tiled the same way.
+
+    Returns the joined ``(B, sum C, [T,] H, W)`` tensor and a forward that splits each crop batch back
+    into ``{modality: crops}`` (each in its own dtype) before calling ``model_forward``.
+
+    Raises:
+        ValueError: a value is not a tensor, or the modalities differ in rank, ``H x W`` or time
+            steps (names every modality with its shape).
+    """
+    modalities = list(input_batch)
+    tensors = list(input_batch.values())
+    if not tensors or not all(isinstance(t, Tensor) for t in tensors):
+        kinds = {m: type(v).__name__ for m, v in input_batch.items()}
+        raise ValueError(f"tiled_inference: a dict input_batch must map modalities to tensors, got {kinds}.")
+    shapes = ", ".join(f"{m}: {tuple(t.shape)}" for m, t in input_batch.items())
+    ranks = {t.ndim for t in tensors}
+    if len(ranks) != 1 or ranks.pop() not in (4, 5):
+        raise ValueError(
+            f"tiled_inference: the modalities must all be (B, C, H, W) or all (B, C, T, H, W); got {shapes}."
+        )
+    if len({(t.shape[0], *t.shape[2:]) for t in tensors}) != 1:
+        raise ValueError(
+            f"tiled_inference: the modalities must share batch size, time steps and H x W (tiles are cut at "
+            f"the same pixels in all of them); got {shapes}."
+        )
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    sizes = [t.shape[1] for t in tensors]
+    dtypes = [t.dtype for t in tensors]
+    joined = torch.cat([t.to(dtype) for t in tensors], dim=1)
+
+    def forward(crops: Tensor, **kwargs: Any) -> Any:
+        parts = torch.split(crops, sizes, dim=1)
+        return model_forward({m: p.to(d) for m, p, d in zip(modalities, parts, dtypes)}, **kwargs)
+
+    return joined, forward
+
+
 # ----------------------------------------------------------------------------- in memory
 def tiled_inference(
     model_forward: Callable[..., Any],
@@ -546,7 +589,9 @@ def tiled_inference(
         model_forward: Callable taking a crop batch ``(n, C, [T,] h_crop, w_crop)`` (plus ``model_kwargs``)
             and returning ``(n, out_C, h_crop, w_crop)``, ``(n, h_crop, w_crop)`` or a ``ModelOutput``
             (its ``.output`` is used), e.g. ``lambda x: model(x).output``.
-        input_batch: ``(B, C, H, W)`` or ``(B, C, T, H, W)`` on any device; any ``H x W``.
+        input_batch: ``(B, C, H, W)`` or ``(B, C, T, H, W)`` on any device; any ``H x W``. A
+            ``{modality: tensor}`` dict (multimodal models) is tiled with the same crops in every
+            modality, and ``model_forward`` receives ``{modality: crops}``.
         out_channels: Expected number of output channels (checked by ``cosine``/``none``); otherwise
             inferred from the first batch.
         inference_parameters: Deprecated settings object; when given its fields replace ``h_crop``,
@@ -591,6 +636,8 @@ def tiled_inference(
         blend_overlaps = _first(inference_parameters.blend_overlaps)
         batch_size = _first(inference_parameters.batch_size)
         verbose = _first(inference_parameters.verbose)
+    if isinstance(input_batch, Mapping):
+        input_batch, model_forward = pack_modalities(input_batch, model_forward)
     if blend is None or blend == "reference":
         crop_h, crop_w, stride_h, stride_w = _crop_and_stride(
             crop, stride, h_crop, w_crop, h_stride, w_stride
