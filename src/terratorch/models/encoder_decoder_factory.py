@@ -462,16 +462,16 @@ def split_temporal_kwargs(backbone_kwargs: dict[str, Any]) -> tuple[dict[str, An
 def wrap_encoder(
     encoder: nn.Module, temporal: Mapping[str, Any], peft_config: Mapping[str, Any] | None
 ) -> nn.Module:
-    """Apply LoRA (``peft_config``) and the temporal wrapper (``backbone_use_temporal``...) to a backbone."""
-    temporal = dict(temporal)
-    if peft_config:
-        from terratorch.models.peft import apply_peft
+    """Wrap a backbone in the temporal wrapper (``backbone_use_temporal``...), then in LoRA (``peft_config``).
 
-        encoder = apply_peft(encoder, peft_config)
+    The order is the reference's: LoRA wraps the temporal wrapper, so state-dict keys read
+    ``encoder.base_model.model.encoder.*`` and reference checkpoints load strictly.
+    """
+    temporal = dict(temporal)
     if temporal.pop("use_temporal", False):
         from terratorch.models.temporal_wrapper import TemporalWrapper
 
-        return TemporalWrapper(
+        encoder = TemporalWrapper(
             encoder,
             pooling=temporal.get("temporal_pooling", "mean"),
             concat=temporal.get("temporal_concat"),
@@ -479,11 +479,15 @@ def wrap_encoder(
             features_permute_op=temporal.get("temporal_features_permute_op"),
             subset_lengths=temporal.get("temporal_subset_lengths"),
         )
-    if temporal:
+    elif temporal:
         raise ValueError(
             f"{['backbone_' + k for k in sorted(temporal)]} only apply with backbone_use_temporal=True; "
             "set it or drop them."
         )
+    if peft_config:
+        from terratorch.models.peft import apply_peft
+
+        encoder = apply_peft(encoder, peft_config)
     return encoder
 
 

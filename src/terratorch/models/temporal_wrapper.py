@@ -31,8 +31,11 @@ class TemporalWrapper(nn.Module):
     dimension instead, which also mangles ``1 x 1`` feature maps).
 
     With ``subset_lengths`` the frames are first split into consecutive groups of those lengths and
-    averaged within each group; the pooling then runs over the group means. Dict inputs
-    (``{modality: (B, C_m, T, H, W)}``) are flattened per modality and dict features pooled per key.
+    averaged within each group; the pooling then runs over the group means.
+
+    Multimodal encoders (TerraMind) take dict inputs ``{modality: (B, C_m, T, H, W)}``: every modality
+    is flattened the same way, a static ``(B, C_m, H, W)`` modality (``DEM``) is repeated per frame, and
+    dict features (``merge_method="dict"``) are pooled per key.
 
     Args:
         encoder: A backbone taking ``(B, C, H, W)`` and returning a list of features.
@@ -125,26 +128,27 @@ class TemporalWrapper(nn.Module):
     def forward(self, x: Tensor | dict[str, Tensor], **kwargs: Any) -> list[Any]:
         """Encode ``x`` of shape ``(B, C, T, H, W)`` (or a dict of such tensors) and pool over T.
 
-        Extra keyword arguments reach the encoder only if its ``forward`` accepts them.
+        In a dict, a 4-D ``(B, C, H, W)`` entry is a static modality (e.g. ``DEM``) and is repeated
+        for every frame; all 5-D entries must share ``B`` and ``T``. Extra keyword arguments reach the
+        encoder only if its ``forward`` accepts them.
         """
-        is_dict = isinstance(x, dict)
-        sample = next(iter(x.values())) if is_dict else x
-        if sample.ndim != 5:
-            raise ValueError(
-                f"Expected input shape [B, C, T, H, W], got {tuple(sample.shape)}; a single frame needs a "
-                "time axis too (x.unsqueeze(2))."
-            )
-        batch, frames = sample.shape[0], sample.shape[2]
+        if isinstance(x, dict):
+            batch, frames = _dict_batch_and_frames(x)
+            flat: Any = {k: _frames_into_batch(v, frames) for k, v in x.items()}
+        else:
+            if x.ndim != 5:
+                raise ValueError(
+                    f"Expected input shape [B, C, T, H, W], got {tuple(x.shape)}; a single frame needs a "
+                    "time axis too (x.unsqueeze(2))."
+                )
+            batch, frames = x.shape[0], x.shape[2]
+            flat = _frames_into_batch(x, frames)
         if self.pooling == "concat" and self.n_timestamps is not None and frames != self.n_timestamps:
             raise ValueError(
                 f"TemporalWrapper was built for n_timestamps={self.n_timestamps} frames "
                 "(pooling='concat') but "
                 f"the input has T={frames} (dim 2 of (B, C, T, H, W))."
             )
-        if is_dict:
-            flat: Any = {k: v.transpose(1, 2).reshape(-1, v.shape[1], *v.shape[3:]) for k, v in x.items()}
-        else:
-            flat = x.transpose(1, 2).reshape(batch * frames, x.shape[1], *x.shape[3:])
         if self._encoder_kwargs is not None:
             kwargs = {k: v for k, v in kwargs.items() if k in self._encoder_kwargs}
         features = self.encoder(flat, **kwargs)
@@ -237,3 +241,37 @@ def _to_time_major(feature: Tensor, batch: int, frames: int) -> Tensor:
     raise ValueError(
         f"TemporalWrapper: encoder features must be 3-D tokens or 4-D maps, got shape {tuple(feature.shape)}."
     )
+
+
+def _dict_batch_and_frames(x: dict[str, Tensor]) -> tuple[int, int]:
+    """``(B, T)`` shared by the 5-D entries of a modality dict; raise naming the modalities otherwise."""
+    if not x:
+        raise ValueError("TemporalWrapper got an empty input dict; give {modality: (B, C, T, H, W)}.")
+    shapes = {k: tuple(v.shape) for k, v in x.items()}
+    bad = {k: s for k, s in shapes.items() if len(s) not in (4, 5)}
+    if bad:
+        raise ValueError(
+            f"TemporalWrapper: modalities {sorted(bad)} have shapes {bad}; each entry must be "
+            "(B, C, T, H, W) (or (B, C, H, W) for a static modality)."
+        )
+    temporal = {k: s for k, s in shapes.items() if len(s) == 5}
+    if not temporal:
+        raise ValueError(
+            f"TemporalWrapper: no modality has a time axis (shapes {shapes}); expected (B, C, T, H, W) "
+            "for at least one of them."
+        )
+    frames = {s[2] for s in temporal.values()}
+    batches = {s[0] for s in shapes.values()}
+    if len(frames) > 1 or len(batches) > 1:
+        raise ValueError(
+            "TemporalWrapper: all modalities must share the batch size B and the number of frames T "
+            f"(dims 0 and 2 of (B, C, T, H, W)); got {shapes}."
+        )
+    return batches.pop(), frames.pop()
+
+
+def _frames_into_batch(tensor: Tensor, frames: int) -> Tensor:
+    """``(B, C, T, H, W) -> (B*T, C, H, W)`` frame-major per sample; a static ``(B, C, H, W)`` is repeated."""
+    if tensor.dim() == 4:
+        return tensor.repeat_interleave(frames, dim=0)
+    return tensor.transpose(1, 2).reshape(-1, tensor.shape[1], *tensor.shape[3:])
