@@ -17,28 +17,11 @@ import pytest
 import rasterio
 import torch
 import yaml
+from tests.tiny_backbones import tiny_cnn_module
 
 from terratorch.__main__ import main as terratorch_main
 from terratorch.cli_tools import build_lightning_cli, custom_module_paths, explain_parse_error
 from terratorch.datasets.demo import make_demo_dataset, make_demo_scene
-
-BACKBONE_MODULE = """
-from torch import nn
-from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
-
-
-@TERRATORCH_BACKBONE_REGISTRY.register
-class {name}(nn.Module):
-    def __init__(self, in_chans=6):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.out_channels = [8, 16]
-
-    def forward(self, x):
-        a = self.conv1(x).relu()
-        return [a, self.conv2(a).relu()]
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -78,7 +61,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     package = tmp_path / "cli_test_modules"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "backbones.py").write_text(BACKBONE_MODULE.format(name="cli_test_cnn"))
+    (package / "backbones.py").write_text(tiny_cnn_module("cli_test_cnn"))
     yield tmp_path
     for name in [m for m in sys.modules if m.startswith("cli_test_modules") or m == "other_cnn"]:
         del sys.modules[name]
@@ -212,7 +195,7 @@ def test_print_config_resolves_short_names(demo, workdir, capsys):
 @pytest.mark.parametrize("how", ["yaml", "flag", "env"])
 def test_custom_modules_path_yaml_flag_and_env(demo, workdir, monkeypatch, how):
     (workdir / "extra").mkdir()
-    (workdir / "extra" / "other_cnn.py").write_text(BACKBONE_MODULE.format(name="cli_extra_cnn"))
+    (workdir / "extra" / "other_cnn.py").write_text(tiny_cnn_module("cli_extra_cnn"))
     config = make_config(demo, workdir)
     config["model"]["init_args"]["model_args"]["backbone"] = "cli_extra_cnn"
     args = ["-c", write_config(workdir / "custom.yaml", config)]

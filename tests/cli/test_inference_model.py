@@ -14,28 +14,13 @@ import pytest
 import rasterio
 import torch
 import yaml
+from tests.tiny_backbones import tiny_cnn_module
 
 from terratorch.cli.errors import ConfigError
 from terratorch.datasets.demo import make_demo_dataset
 
 BACKBONE = "inference_test_cnn"
-BACKBONE_MODULE = f"""
-from torch import nn
-from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
-
-
-@TERRATORCH_BACKBONE_REGISTRY.register
-class {BACKBONE}(nn.Module):
-    def __init__(self, in_chans=6):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.out_channels = [8, 16]
-
-    def forward(self, x):
-        a = self.conv1(x).relu()
-        return [a, self.conv2(a).relu()]
-"""
+BACKBONE_MODULE = tiny_cnn_module(BACKBONE)
 
 
 def _config(demo: Any, root: Path, **model_changes: Any) -> dict[str, Any]:

@@ -15,27 +15,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from tests.tiny_backbones import tiny_cnn_module
 
 BACKBONE_NAME = "reliability_cnn"
-BACKBONE_MODULE = f'''
-from torch import nn
-from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
-
-
-@TERRATORCH_BACKBONE_REGISTRY.register
-class {BACKBONE_NAME}(nn.Module):
-    """Two strided convolutions: the smallest backbone the encoder-decoder factory accepts."""
-
-    def __init__(self, in_chans=6):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
-        self.out_channels = [8, 8]
-
-    def forward(self, x):
-        a = self.conv1(x).relu()
-        return [a, self.conv2(a).relu()]
-'''
+BACKBONE_MODULE = tiny_cnn_module(BACKBONE_NAME, channels=(8, 8))
 MODULE_PACKAGE = "reliability_modules"
 BANDS = ["BLUE", "GREEN", "RED", "NIR_NARROW", "SWIR_1", "SWIR_2"]
 

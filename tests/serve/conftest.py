@@ -21,28 +21,13 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from tests.tiny_backbones import tiny_cnn_module
 
 from terratorch.datasets.demo import DemoDataset, make_demo_dataset
 
 BACKBONE = "serve_test_cnn"
 PACKAGE = "serve_test_modules"
-BACKBONE_MODULE = f"""
-from torch import nn
-from terratorch.registry import TERRATORCH_BACKBONE_REGISTRY
-
-
-@TERRATORCH_BACKBONE_REGISTRY.register
-class {BACKBONE}(nn.Module):
-    def __init__(self, in_chans=6):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_chans, 8, 3, stride=2, padding=1)
-        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1)
-        self.out_channels = [8, 16]
-
-    def forward(self, x):
-        a = self.conv1(x).relu()
-        return [a, self.conv2(a).relu()]
-"""
+BACKBONE_MODULE = tiny_cnn_module(BACKBONE)
 
 
 @dataclass
