@@ -372,7 +372,7 @@ def test_unknown_class_name_suggests(demo, workdir, capsys):
     config["model"]["class_path"] = "SemanticSegmentationTsk"
     err = bad_run(demo, workdir, capsys, config)
     assert (
-        "model.class_path: unknown class 'SemanticSegmentationTsk'. Did you mean 'SemanticSegmentationTask'?"
+        "model.class_path: unknown class 'SemanticSegmentationTsk'. Did you mean 'SemanticSegmentationTask'"
         in err
     )
 

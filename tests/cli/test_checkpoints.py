@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 import torch
-from tests.test_cli_tools import BACKBONE_MODULE, make_config, write_config
+from tests.test_cli_tools import make_config, write_config
+from tests.tiny_backbones import tiny_cnn_module
 
 from terratorch import exit_codes
 from terratorch.cli.lightning import build_lightning_cli
@@ -59,7 +60,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     package = tmp_path / "ckpt_test_modules"
     package.mkdir()
     (package / "__init__.py").write_text("from . import backbones, tasks\n")
-    (package / "backbones.py").write_text(BACKBONE_MODULE.format(name="cli_test_cnn"))
+    (package / "backbones.py").write_text(tiny_cnn_module("cli_test_cnn"))
     (package / "tasks.py").write_text(CONSTANT_TASK)
     yield tmp_path
     for name in [m for m in sys.modules if m.startswith("ckpt_test_modules")]:
@@ -107,6 +108,11 @@ def test_last_ckpt_is_the_last_epoch_and_resume_continues(demo, workdir):
     assert Path(resumed.trainer.checkpoint_callback.best_model_path).name == "best-epoch=00.ckpt"
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Child of a suite started in the background (SIGINT inherited as ignored): Ctrl-C's default again."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_saves_last_checkpoint_and_exits_130(demo, workdir, signum):
     config = constant_config(demo, workdir, max_epochs=100)
@@ -121,6 +127,7 @@ def test_interrupt_saves_last_checkpoint_and_exits_130(demo, workdir, signum):
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=log,
+            preexec_fn=_sigint_as_in_a_terminal,
         )
         try:
             deadline = time.monotonic() + 120

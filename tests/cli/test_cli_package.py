@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.test_cli_tools import BACKBONE_MODULE, make_config, write_config
+from tests.test_cli_tools import make_config, write_config
+from tests.tiny_backbones import tiny_cnn_module
 
 from terratorch.datasets.demo import make_demo_dataset
 
@@ -105,7 +106,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     monkeypatch.delenv("TERRATORCH_CUSTOM_MODULE_PATH", raising=False)
     (tmp_path / "cli_test_modules").mkdir()
     (tmp_path / "cli_test_modules" / "__init__.py").write_text("")
-    (tmp_path / "cli_test_modules" / "backbones.py").write_text(BACKBONE_MODULE.format(name="cli_test_cnn"))
+    (tmp_path / "cli_test_modules" / "backbones.py").write_text(tiny_cnn_module("cli_test_cnn"))
     yield tmp_path
     for name in [m for m in sys.modules if m.startswith("cli_test_modules")]:
         del sys.modules[name]

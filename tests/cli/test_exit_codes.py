@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.test_cli_tools import BACKBONE_MODULE, make_config, run_cli, write_config
+from tests.test_cli_tools import make_config, run_cli, write_config
+from tests.tiny_backbones import tiny_cnn_module
 
 from terratorch import exit_codes
 from terratorch.__main__ import main as terratorch_main
@@ -33,7 +34,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     package = tmp_path / "cli_test_modules"
     package.mkdir()
     (package / "__init__.py").write_text("")
-    (package / "backbones.py").write_text(BACKBONE_MODULE.format(name="cli_test_cnn"))
+    (package / "backbones.py").write_text(tiny_cnn_module("cli_test_cnn"))
     yield tmp_path
     for name in [m for m in sys.modules if m.startswith("cli_test_modules")]:
         del sys.modules[name]

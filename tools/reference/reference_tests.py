@@ -42,6 +42,7 @@ CHOSEN: dict[str, str] = {
     "test_prithvi_vit_comprehensive.py": "prithvi",
     "test_smp_model_factory.py": "smp",
     "test_temporal_wrapper.py": "temporal wrapper",
+    "test_clay_v1.py": "clay v1",
     "test_generic_dataset.py": "datasets/datamodules",
     "test_tasks.py": "tasks",
     "test_classification_tasks.py": "tasks",

@@ -199,6 +199,20 @@ BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
         _TERRAMIND_TIM,
         _terramind_tim(768, 12, 12, 12, "FAST-EO/TerraMind-0.1-base", "TerraMind_v01_base.pt", v01=True),
     ),
+    "clay_v1_base": (
+        f"{_MODELS}.backbones.clay_v1.embedder",
+        {
+            "family": "clay_v1",
+            "bands": ["blue", "green", "red", "nir", "swir16", "swir22"],
+            "embed_dim": 768,
+            "depth": 12,
+            "num_heads": 12,
+            "patch_size": 8,
+            "out_channels": [768] * 12,
+            "hf_hub_id": "made-with-clay/Clay-legacy",
+            "hf_hub_filename": "v1/clay-v1-base.ckpt",
+        },
+    ),
 }
 
 #: name → (module, metadata) of ``TERRATORCH_FULL_MODEL_REGISTRY``.
@@ -218,6 +232,28 @@ FULL_MODELS.update(
             "small": (384, 12, 6, 6),
             "base": (768, 12, 12, 12),
             "large": (1024, 24, 24, 16),
+        }.items()
+    }
+)
+
+_TERRAMIND_TOKENIZER = f"{_MODELS}.backbones.terramind.tokenizer.register"
+FULL_MODELS.update(
+    {
+        f"terramind_v1_tokenizer_{name}": (
+            _TERRAMIND_TOKENIZER,
+            {
+                "family": "terramind_tokenizer",
+                "in_channels": channels,
+                "patch_size": 16,
+                "codebook_size": levels,
+                "decoder": decoder,
+                "hf_hub_id": _TM_HF + "Tokenizer-" + name.upper(),
+                "hf_hub_filename": f"TerraMind_Tokenizer_{name.upper()}.pt",
+            },
+        )
+        for name, (channels, levels, decoder) in {
+            "lulc": (10, "7-5-5-5-5", True),
+            "ndvi": (1, "8-8-8-6-5", False),
         }.items()
     }
 )

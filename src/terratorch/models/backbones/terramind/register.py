@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,24 @@ def select_modality_patch_embed_weights(
 # ----------------------------------------------------------------------------------------------
 # builders
 # ----------------------------------------------------------------------------------------------
+def _tokenizer_factory(name: str) -> Callable[..., nn.Module]:
+    def build(pretrained: bool = False) -> nn.Module:
+        from terratorch.models.backbones.terramind.tokenizer.register import build_for_terramind
+
+        return build_for_terramind(name, pretrained=pretrained)
+
+    build.__name__ = build.__qualname__ = name
+    return build
+
+
+#: Tokenizers of raw inputs of tokenised modalities in TerraMind v1 models (the reference's
+#: ``tokenizer_dict["v1"]`` minus those not provided: S2L2A, S1GRD, S1RTC, DEM (diffusion) and coords).
+V1_TOKENIZERS: dict[str, Callable[..., nn.Module]] = {
+    "tok_lulc@224": _tokenizer_factory("terramind_v1_tokenizer_lulc"),
+    "tok_ndvi@224": _tokenizer_factory("terramind_v1_tokenizer_ndvi"),
+}
+
+
 def build_terramind_vit(
     variant: str,
     pretrained: bool = False,
@@ -272,6 +290,8 @@ def build_terramind_vit(
     cfg = {k: v for k, v in terramind_cfgs[variant].items() if k != "decoder_depth"}
     cfg.update(kwargs)
     cfg.setdefault("norm_layer", terramind_norm)
+    if variant.startswith("terramind_v1_"):
+        cfg.setdefault("tokenizer_dict", V1_TOKENIZERS)
     if bands is not None and not isinstance(bands, Mapping):
         raise TypeError(
             f"TerraMind bands are a dict {{modality: [band names]}}, got {type(bands).__name__}: {bands!r}."

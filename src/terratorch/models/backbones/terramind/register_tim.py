@@ -36,6 +36,7 @@ from terratorch.models.backbones.terramind.modalities import (
     V01_PRETRAINED_BANDS,
 )
 from terratorch.models.backbones.terramind.register import (
+    V1_TOKENIZERS,
     checkpoint_filter_fn,
     pretrained_weights,
     terramind_cfgs,
@@ -231,7 +232,10 @@ def build_terramind_tim(
         )
     if pretrained and ckpt_path is None:
         _reject_new_modalities(kwargs.get("modalities"))
-    model = TerraMindTiM(pretrained=pretrained, **_architecture(variant, kwargs))
+    cfg = _architecture(variant, kwargs)
+    if variant.startswith("terramind_v1_"):
+        cfg.setdefault("tokenizer_dict", V1_TOKENIZERS)
+    model = TerraMindTiM(pretrained=pretrained, **cfg)
     if ckpt_path is not None:
         _load_tim(model, terramind_weights_file(variant, ckpt_path), kwargs.get("modalities"))
     elif pretrained:

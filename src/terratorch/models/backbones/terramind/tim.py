@@ -12,9 +12,12 @@ Randomness, as in TerraTorch 1.2: each forward draws the generation seed from Py
 module and reseeds torch from it, so ``random.seed(s)`` before a forward makes the generated tokens
 reproducible (and equal to the reference's for the same weights).
 
+Tokenizers: as in 1.2, one is built (from ``tokenizer_dict``) for every input and TiM modality that
+has one, so raw inputs are tokenized; for TerraMind v1 those are LULC and NDVI. Other tokenised
+inputs take token ids; ``tokenizer.*`` tensors of a checkpoint without a built tokenizer are ignored.
+
 Not supported (clear errors): generated *sequence* modalities (captions, coordinates: they need text
-tokenizers) and raw inputs of tokenised modalities (pass their token ids instead). No tokenizers are
-built, so a reference ``state_dict`` with ``tokenizer.*`` tensors loads with those tensors ignored.
+tokenizers).
 """
 
 from __future__ import annotations
@@ -188,6 +191,9 @@ class TerraMindTiM(TerraMindViT):
         self.tim_top_k = tim_top_k
         self.tim_chained_generations = tim_chained_generations
         self._add_tim_embeddings(tim_keys, dim, img_size)
+        for key in self.encoder_embeddings:  # the TiM modalities' tokenizers too, as in 1.2
+            if tokenizer_dict is not None and key in tokenizer_dict and key not in self.tokenizer:
+                self.tokenizer[key] = tokenizer_dict[key](pretrained=pretrained)
 
         if tim_chained_generations:
             generator_inputs: dict[str, nn.Module] = dict(self.encoder_embeddings.items())
@@ -253,10 +259,8 @@ class TerraMindTiM(TerraMindViT):
     ) -> tuple[Any, int | None]:
         """The generator's dict for one input, and its token count when it is an image modality."""
         key = self.mod_name_mapping[name]
-        if key in self.tokenizer:
-            with torch.no_grad():
-                encoded = self.tokenizer[key].encode(value, device)
-            value = encoded if isinstance(encoded, dict) else encoded[-1]
+        with torch.no_grad():
+            value = self._tokenize(key, value)
         if key not in self.image_modalities:
             return init_full_input_modality(value, MODALITY_INFO, key, device), None
         tensor = value["tensor"] if isinstance(value, Mapping) else value
@@ -267,7 +271,7 @@ class TerraMindTiM(TerraMindViT):
                     f"{name!r} ({key}) is a tokenised modality: pass integer token ids (B, H/16, W/16), "
                     "got a "
                     f"{tensor.dtype} tensor of shape {tuple(tensor.shape)}. Raw inputs need the modality's "
-                    "tokenizer, which this build does not ship."
+                    "tokenizer (TerraMind v1 builds those of LULC and NDVI)."
                 )
             count = int(tensor[0].numel())
         else:
@@ -352,6 +356,8 @@ class TerraMindTiM(TerraMindViT):
             modalities only (as in 1.2; the generated tokens are not returned).
         """
         inputs = self._collect(d, kwargs)
+        with torch.no_grad():  # tokenize raw inputs once, for the generator and the encoder
+            inputs = {name: self._tokenize(self.mod_name_mapping[name], v) for name, v in inputs.items()}
         given = list(inputs)
         grid = self._check_grids(inputs)  # mismatched inputs fail before the generation
         inputs.update(self.generate_tim_tokens(inputs))
@@ -391,12 +397,12 @@ class TerraMindTiM(TerraMindViT):
 def _drop_tokenizer_tensors(
     module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *args: Any
 ) -> None:
-    """Ignore ``tokenizer.*`` tensors of reference checkpoints (no tokenizers are built here)."""
+    """Ignore ``tokenizer.*`` tensors of checkpoints for tokenizers this model does not build."""
     present = set(module.tokenizer.state_dict()) if len(module.tokenizer) else set()
     extra = [
         k for k in state_dict if k.startswith(prefix + "tokenizer.") and k[len(prefix) + 10 :] not in present
     ]
     if extra:
-        logger.info("Ignoring %d tokenizer tensors of the checkpoint (no tokenizers are built).", len(extra))
+        logger.info("Ignoring %d tokenizer tensors of the checkpoint (tokenizers not built).", len(extra))
     for key in extra:
         del state_dict[key]

@@ -81,7 +81,8 @@ class TerraMindViT(nn.Module):
         qk_norm: Normalise queries and keys.
         encoder_norm: Norm after the last block (applied to the last output).
         tokenizer_dict: Optional ``{modality key: factory(pretrained=...)}`` of tokenizers that turn raw
-            inputs of tokenised modalities into ids; without one, those modalities take token ids.
+            inputs of tokenised modalities into ids (the ``terramind_v1_*`` builders pass those of LULC
+            and NDVI); token-id inputs are always accepted, and without a tokenizer they are required.
         pretrained: Passed to the tokenizer factories.
     """
 
@@ -291,17 +292,41 @@ class TerraMindViT(nn.Module):
                 "merge_method='dict' / None)."
             )
 
+    def _needs_tokenizer(self, key: str, value: Any) -> bool:
+        """Whether ``value`` is a raw input for the tokenizer of ``key`` (not already token ids).
+
+        Raw inputs are float maps (``B, C, H, W``) or integer class maps ``B, 1, H, W``; integer
+        ``B, H/16, W/16`` grids are token ids and pass through (the reference tokenizes every input).
+        """
+        return (
+            key in self.tokenizer
+            and isinstance(value, Tensor)
+            and (value.is_floating_point() or value.dim() == 4)
+        )
+
+    def _tokenize(self, key: str, value: Any) -> Any:
+        """Token ids of a raw input of a tokenised modality; other inputs are returned unchanged."""
+        if not self._needs_tokenizer(key, value):
+            return value
+        tokenizer = self.tokenizer[key]
+        classes = int(getattr(tokenizer, "n_channels", 1))
+        if classes > 1 and value.dim() == 4 and value.shape[1] == 1 and not torch.equal(value, value.round()):
+            raise TypeError(
+                f"{key} is a tokenised modality: pass integer token ids (B, H/16, W/16), or what its "
+                f"tokenizer reads: class ids (B, 1, H, W) or one-hot maps (B, {classes}, H, W). Got a "
+                f"{value.dtype} tensor of shape {tuple(value.shape)} with non-integer values."
+            )
+        encoded = tokenizer.encode(value, value.device)
+        return encoded[-1] if key in self.image_modalities else encoded["tensor"]
+
     def _embed(self, name: str, value: Any) -> dict[str, Tensor]:
         key = self.mod_name_mapping[name]
-        if key in self.tokenizer:
-            device = next(self.parameters()).device
-            value = self.tokenizer[key].encode(value, device)
-            value = value[-1] if key in self.image_modalities else value["tensor"]
-        elif isinstance(value, Tensor) and value.is_floating_point() and key in _TOKENISED:
+        value = self._tokenize(key, value)
+        if isinstance(value, Tensor) and value.is_floating_point() and key in _TOKENISED:
             raise TypeError(
                 f"{name!r} ({key}) is a tokenised modality: pass integer token ids (B, H/16, W/16 for "
                 f"images), got a {value.dtype} tensor of shape {tuple(value.shape)}. Raw inputs need the "
-                "modality's tokenizer (tokenizer_dict), which this build does not ship."
+                "modality's tokenizer (tokenizer_dict; TerraMind v1 builds those of LULC and NDVI)."
             )
         return self.encoder_embeddings[key](value)
 
