@@ -22,7 +22,8 @@ HERE = Path(__file__).resolve().parent
 
 # Test files of the reference that exercise parts our package shares with it, with their area.
 # Left out on purpose (not shared parts, or the module cannot be collected without a non-shared
-# backbone imported at its top): clay* (but test_clay_v1.py, chosen since Clay v1 exists), terramind*, dinov3, detr / object detection / od_* / xview,
+# backbone imported at its top): clay* (except test_clay_v1.py, chosen since Clay v1 exists),
+# terramind*, dinov3, detr / object detection / od_* / xview,
 # wxc / prithvi_wxc, vqvae / quantize_lucid / scheduling_ddpm / generate / vit_models_unit /
 # reconstructions-free tokenizers, vit_adapter_modules, torchgeo_resnet and
 # encoder_decoder_torchgeo_models (torchgeo backbones), test_backbones.py (imports scalemae and
