@@ -173,6 +173,9 @@ def test_config_hash_ignores_budget_keys(raw):
     more = copy.deepcopy(raw)
     more["n_trials"], more["run_repetitions"] = 10, 5
     assert parse_config(more).config_hash() == base
+    report_only = copy.deepcopy(raw)
+    report_only["normalization"], report_only["reference_ranges"] = "geobench", "normalizer.json"
+    assert parse_config(report_only).config_hash() == base
     other = copy.deepcopy(raw)
     other["seed"] = 8
     assert parse_config(other).config_hash() != base

@@ -148,3 +148,24 @@ def test_statistics_module_imports_neither_scipy_nor_mlflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_reference_range_keys_match_geobench_dataset_names():
+    ranges = st.parse_reference_ranges(
+        {"m-eurosat": [0.2, 0.9], "m_bigearthnet": [0, 0.5], "eurosat": [0.1, 0.8]},
+        known_tasks=["eurosat", "bigearthnet", "cashew"],
+    )
+    # the exact task name wins over a GEO-Bench dataset name that maps to the same task
+    assert ranges == {"eurosat": (0.1, 0.8), "bigearthnet": (0.0, 0.5)}
+
+
+def test_reference_ranges_load_from_json_file(tmp_path):
+    path = tmp_path / "normalizer.json"
+    path.write_text('{"m-eurosat": [0.25, 0.95]}')
+    assert st.parse_reference_ranges(str(path), known_tasks=["eurosat"]) == {"eurosat": (0.25, 0.95)}
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold a JSON object"):
+        st.load_reference_ranges(path)
+    path.write_text("{oops")
+    with pytest.raises(ValueError, match="is not valid JSON"):
+        st.load_reference_ranges(path)

@@ -268,3 +268,34 @@ def test_one_experiment_has_no_observed_range(store):
     row = S.aggregate_table(results)[0]
     assert (row["tasks_scored"], row["tasks_total"]) == (1, 2)  # RMSE has no natural range: left out
     assert row["mean_normalized"] == pytest.approx(np.mean(SEG_TEST["vit_small"]))
+
+
+def test_geobench_normalization_uses_observed_range_not_metric_bounds(store):
+    results = S.load_results(store["uri"], ["vit_bench", "unet_baseline"])
+    ranges = S.resolve_ranges(results, {}, normalization="geobench")
+    every_seg = SEG_TEST["vit_small"] + SEG_TEST["unet_scratch"]
+    assert ranges["burn_scars"] == (min(every_seg), max(every_seg), "observed")  # not [0, 1]
+    assert ranges["biomass"] == (1.0, 1.6, "observed")
+    norm = S.normalized_scores(results, ranges)
+    assert max(norm["vit_bench"]["burn_scars"]) == pytest.approx(1.0)
+    assert min(norm["unet_baseline"]["burn_scars"]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match=r"normalization must be one of \['auto', 'geobench'\]"):
+        S.resolve_ranges(results, {}, normalization="geo")
+
+
+def test_write_summary_reads_a_geobench_normalizer_file(store, tmp_path):
+    """GEO-Bench's ``normalizer.json`` ({dataset: [min, max]}) keys ranges by dataset name."""
+    import json
+
+    results = S.load_results(store["uri"], ["vit_bench", "unet_baseline"])
+    normalizer = tmp_path / "normalizer.json"
+    normalizer.write_text(json.dumps({"m-burn_scars": [0.4, 0.7], "biomass": [1.0, 2.0]}))
+    S.write_summary(results, tmp_path / "summary", reference_ranges=str(normalizer), normalization="geobench")
+    with (tmp_path / "summary" / "normalized_scores.csv").open() as handle:
+        rows = {r["experiment"]: r for r in csv.DictReader(handle)}
+    assert rows["(range used)"]["burn_scars"] == "reference [0.4, 0.7]"
+    expected = np.mean([(v - 0.4) / 0.3 for v in SEG_TEST["vit_small"]])
+    assert float(rows["vit_bench"]["burn_scars"]) == pytest.approx(expected)
+    with pytest.raises(FileNotFoundError, match=r"reference_ranges file .*missing\.json does not exist"):
+        S.write_summary(results, tmp_path / "x", reference_ranges=str(tmp_path / "missing.json"))
+    assert not (tmp_path / "x").exists()

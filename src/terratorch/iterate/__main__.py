@@ -234,7 +234,9 @@ def _summarize_only(args: argparse.Namespace, overrides: list[tuple[str, str]]) 
             experiment.tasks = {k: v for k, v in experiment.tasks.items() if k in config.task_names}
     base = location.local_dir or Path.cwd()
     output = Path(args.output) if args.output else base / "reports" / config.benchmark_name
-    path = write_summary(results, output)
+    path = write_summary(
+        results, output, reference_ranges=config.reference_ranges, normalization=config.normalization
+    )
     print(f"report written to {path}")
     return exit_codes.OK
 

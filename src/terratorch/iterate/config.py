@@ -39,7 +39,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -83,6 +83,8 @@ _HASH_EXCLUDED = (
     "test_models",
     "demo_data",
     "ray",
+    "reference_ranges",  # report-only: a new range re-renders the report, it does not retrain
+    "normalization",
 )
 _FACTORY_PREFIXES = ("backbone_", "decoder_", "head_", "aux_", "smp_")
 
@@ -215,7 +217,8 @@ class BenchmarkConfig(_Strict):
     seed: int = 42
     heartbeat_interval: int = 30
     max_retries: int = 3
-    reference_ranges: dict[str, list[float]] | None = None
+    reference_ranges: dict[str, list[float]] | str | None = None
+    normalization: Literal["auto", "geobench"] = "auto"
     demo_data: list[DemoDataSpec] = []
     ray: RaySpec | None = None
     ray_storage_path: str | None = None
@@ -283,6 +286,8 @@ class SummarizeConfig(_Strict):
     task_metrics: list[str] = []
     benchmark_name: str = "summary"
     run_repetitions: int | None = None
+    reference_ranges: dict[str, list[float]] | str | None = None
+    normalization: Literal["auto", "geobench"] = "auto"
 
 
 def is_summarize_config(raw: Mapping[str, Any]) -> bool:

@@ -836,7 +836,14 @@ class BenchmarkRunner:
         names = experiments or [self.config.experiment_name]
         results = load_results(self.location.tracking_uri, names, parent_run_ids)
         folder = self._report_path(parent_run_ids, report_dir)
-        path = Path(write_summary(results, folder, reference_ranges=self.config.reference_ranges))
+        path = Path(
+            write_summary(
+                results,
+                folder,
+                reference_ranges=self.config.reference_ranges,
+                normalization=self.config.normalization,
+            )
+        )
         self.out(f"report written to {path}")
         return path
 

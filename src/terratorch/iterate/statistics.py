@@ -8,14 +8,18 @@ on its best validation value):
 * a percentile-bootstrap confidence interval (``scipy.stats.bootstrap``), seeded so that reports
   are reproducible, and a stratified one that resamples seeds within each task;
 * scores normalised to [0, 1] per task against a reference range (1 = the best end, whichever
-  the task's direction), with :func:`resolve_ranges` choosing that range.
+  the task's direction), with :func:`resolve_ranges` choosing that range. ``normalization="geobench"``
+  follows GEO-Bench: a per-dataset ``[min, max]`` from its ``normalizer.json`` (or the min-max of
+  every loaded score), never the metric's own bounds.
 
 scipy is imported inside the functions that need it, so importing this module stays cheap.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -28,10 +32,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RESAMPLES",
     "DEFAULT_SEED",
+    "NORMALIZATION_MODES",
     "UNIT_METRICS",
     "bootstrap_ci",
     "finite",
     "iqm",
+    "load_reference_ranges",
     "normalize_score",
     "normalized_scores",
     "parse_reference_ranges",
@@ -44,6 +50,11 @@ DEFAULT_RESAMPLES = 2000
 IQM_CUT = 0.25  # fraction trimmed from each end for the interquartile mean
 
 Statistic = Callable[..., Any]
+
+NORMALIZATION_MODES = ("auto", "geobench")
+"""How a task without a given reference range is normalised: ``auto`` uses a bounded metric's
+``[0, 1]``, else the observed range; ``geobench`` always the observed range, as GEO-Bench's
+``make_normalizer`` does."""
 
 # Metrics bounded to [0, 1] with 1 best: their bounds are a natural reference range.
 UNIT_METRICS = ("mIoU", "mIoU_Micro", "F1_Score", "Accuracy", "Accuracy_Micro", "Pixel_Accuracy", "Precision",
@@ -200,20 +211,77 @@ def normalize_score(value: float, low: float, high: float, direction: str) -> fl
     return (value - low) / span if direction == "max" else (high - value) / span
 
 
+def load_reference_ranges(
+    spec: Mapping[str, Any] | str | os.PathLike[str] | None,
+) -> Mapping[str, Any] | None:
+    """Reference ranges given inline (a mapping) or as a JSON file, e.g. GEO-Bench's ``normalizer.json``.
+
+    GEO-Bench stores ``{dataset name: [min, max]}`` per benchmark (``<benchmark>/normalizer.json``);
+    any file of that shape works.
+
+    Raises:
+        FileNotFoundError: The file does not exist (its path is named).
+        ValueError: The file is not a JSON object.
+    """
+    if spec is None or isinstance(spec, Mapping):
+        return spec
+    path = os.fspath(spec)
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"reference_ranges file {path} does not exist. Give {{task: [low, high]}} inline or the path "
+            "of a JSON file of that shape (GEO-Bench keeps one as <benchmark>/normalizer.json)."
+        ) from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"reference_ranges file {path} is not valid JSON: {error}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(f"reference_ranges file {path} must hold a JSON object {{task: [low, high]}}.")
+    return data
+
+
+def _dataset_key(name: str) -> str:
+    """GEO-Bench dataset names (``m-eurosat``) and task names (``eurosat``, ``m_eurosat``) compare equal."""
+    key = name.strip().lower().replace("_", "-")
+    return key[2:] if key.startswith("m-") else key
+
+
+def _match_tasks(
+    parsed: dict[str, tuple[float, float]], known_tasks: Sequence[str]
+) -> dict[str, tuple[float, float]]:
+    """Rename ranges keyed by a GEO-Bench dataset name to the one task that dataset matches."""
+    if not known_tasks:
+        return parsed
+    by_key: dict[str, list[str]] = {}
+    for task in known_tasks:
+        by_key.setdefault(_dataset_key(task), []).append(task)
+    matched: dict[str, tuple[float, float]] = {}
+    for name, pair in parsed.items():
+        candidates = by_key.get(_dataset_key(name), [])
+        target = name if name in known_tasks or len(candidates) != 1 else candidates[0]
+        if target not in matched or target == name:
+            matched[target] = pair
+    return matched
+
+
 def parse_reference_ranges(
-    reference_ranges: Mapping[str, Any] | None, known_tasks: Sequence[str] = ()
+    reference_ranges: Mapping[str, Any] | str | os.PathLike[str] | None, known_tasks: Sequence[str] = ()
 ) -> dict[str, tuple[float, float]]:
     """Validate ``{task: [low, high]}`` (or ``{task: {"min": low, "max": high}}``) ranges.
 
-    A range for a task not in ``known_tasks`` (when given) is warned about, with the closest task
-    names: it matches no results, so it is ignored.
+    ``reference_ranges`` may also be the path of a JSON file of that shape (GEO-Bench's
+    ``normalizer.json``). A key that is not a task name but matches exactly one task once the
+    GEO-Bench ``m-`` prefix, case and ``_``/``-`` are ignored (``m-eurosat`` for a task ``eurosat``)
+    applies to that task. A range for a task not in ``known_tasks`` (when given) is warned about,
+    with the closest task names: it matches no results, so it is ignored.
 
     Raises:
         ValueError: a range is not two numbers with ``low < high``; lists every bad entry.
     """
     parsed: dict[str, tuple[float, float]] = {}
     problems: list[str] = []
-    for task, spec in (reference_ranges or {}).items():
+    for task, spec in (load_reference_ranges(reference_ranges) or {}).items():
         try:
             pair = (spec["min"], spec["max"]) if isinstance(spec, Mapping) else tuple(spec)
             low, high = (float(v) for v in pair)
@@ -226,6 +294,7 @@ def parse_reference_ranges(
         parsed[str(task)] = (low, high)
     if problems:
         raise ValueError("Invalid reference ranges:\n  " + "\n  ".join(problems))
+    parsed = _match_tasks(parsed, known_tasks)
     _warn_unknown_tasks(parsed, known_tasks)
     return parsed
 
@@ -244,20 +313,28 @@ def _metric_bounds(metric: str) -> tuple[float, float] | None:
     return (0.0, 1.0) if suffix in UNIT_METRICS or suffix.startswith("IoU_") else None
 
 
+def _check_normalization(normalization: str) -> None:
+    if normalization not in NORMALIZATION_MODES:
+        raise ValueError(f"normalization must be one of {list(NORMALIZATION_MODES)}; got {normalization!r}.")
+
+
 def resolve_ranges(
-    results: BenchmarkResults, reference: Mapping[str, tuple[float, float]]
+    results: BenchmarkResults, reference: Mapping[str, tuple[float, float]], normalization: str = "auto"
 ) -> dict[str, tuple[float, float, str]]:
     """Per task ``(low, high, source)``: the range its scores are normalised against.
 
-    In order: the given ``reference`` range; ``[0, 1]`` (``"metric bounds"``) for metrics bounded
-    that way (mIoU, accuracy, F1, precision, recall); else the min-max of every score of every
-    loaded experiment on that task (``"observed"``), which needs scores from at least two
-    experiments, since the spread of one experiment's own seeds says nothing about how good it
-    is. Otherwise ``(nan, nan, "none")`` and the task is left out of the aggregate.
+    In order: the given ``reference`` range; with ``normalization="auto"``, ``[0, 1]`` (``"metric
+    bounds"``) for metrics bounded that way (mIoU, accuracy, F1, precision, recall); else the
+    min-max of every score of every loaded experiment on that task (``"observed"``), which needs
+    scores from at least two experiments, since the spread of one experiment's own seeds says
+    nothing about how good it is. Otherwise ``(nan, nan, "none")`` and the task is left out of the
+    aggregate. ``normalization="geobench"`` skips the metric bounds, as GEO-Bench normalises every
+    dataset by the min-max of the compared results when no ``normalizer.json`` range is given.
     """
+    _check_normalization(normalization)
     ranges: dict[str, tuple[float, float, str]] = {}
     for task in results.task_names():
-        bounds = _metric_bounds(results.task_info(task).metric)
+        bounds = _metric_bounds(results.task_info(task).metric) if normalization == "auto" else None
         scored = [
             e.tasks[task].scores for e in results.experiments if task in e.tasks and e.tasks[task].scores
         ]

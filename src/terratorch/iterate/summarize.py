@@ -130,16 +130,18 @@ def aggregate_table(
     reference_ranges: Mapping[str, Any] | None = None,
     seed: int = DEFAULT_SEED,
     warn_unknown: bool = True,
+    normalization: str = "auto",
 ) -> list[dict[str, Any]]:
     """One row per experiment: normalised aggregate scores across tasks plus efficiency figures.
 
     ``mean_normalized`` is the mean over tasks of each task's mean normalised score;
     ``iqm_normalized`` the IQM of all normalised per-seed scores, with a stratified bootstrap 95 %
     CI. ``tasks_scored`` says how many tasks entered; compare experiments only on equal counts.
-    ``warn_unknown`` warns about reference ranges naming tasks that are not in ``results``.
+    ``warn_unknown`` warns about reference ranges naming tasks that are not in ``results``;
+    ``normalization`` is passed to :func:`resolve_ranges`.
     """
     reference = parse_reference_ranges(reference_ranges, results.task_names() if warn_unknown else ())
-    normalized = normalized_scores(results, resolve_ranges(results, reference))
+    normalized = normalized_scores(results, resolve_ranges(results, reference, normalization))
     rows = []
     for experiment in results.experiments:
         per_task = normalized[experiment.label]
@@ -167,11 +169,14 @@ def aggregate_table(
 
 
 def normalized_table(
-    results: BenchmarkResults, reference_ranges: Mapping[str, Any] | None = None, warn_unknown: bool = True
+    results: BenchmarkResults,
+    reference_ranges: Mapping[str, Any] | None = None,
+    warn_unknown: bool = True,
+    normalization: str = "auto",
 ) -> list[dict[str, Any]]:
     """Experiment x task matrix of mean normalised scores, plus the range each task used."""
     reference = parse_reference_ranges(reference_ranges, results.task_names() if warn_unknown else ())
-    ranges = resolve_ranges(results, reference)
+    ranges = resolve_ranges(results, reference, normalization)
     normalized = normalized_scores(results, ranges)
     rows = []
     for experiment in results.experiments:
@@ -231,8 +236,9 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def write_summary(
     results: BenchmarkResults,
     output_dir: str | os.PathLike[str],
-    reference_ranges: Mapping[str, Any] | None = None,
+    reference_ranges: Mapping[str, Any] | str | os.PathLike[str] | None = None,
     seed: int = DEFAULT_SEED,
+    normalization: str = "auto",
 ) -> Path:
     """Write tables, plots and ``report.html`` for ``results`` into ``output_dir``.
 
@@ -244,10 +250,12 @@ def write_summary(
     Args:
         results: From :func:`load_results` (or built by hand).
         output_dir: Created if missing; existing files of the same names are replaced.
-        reference_ranges: ``{task: [low, high]}`` used to normalise each task's scores; tasks
-            without one use their metric's bounds or the observed range (see
-            :func:`resolve_ranges`).
+        reference_ranges: ``{task: [low, high]}`` used to normalise each task's scores, or the
+            path of a JSON file of that shape (GEO-Bench's ``normalizer.json``); tasks without one
+            use their metric's bounds or the observed range (see :func:`resolve_ranges`).
         seed: Seed of the bootstrap resampling.
+        normalization: ``"auto"`` or ``"geobench"`` (observed min-max, never metric bounds, for
+            tasks without a reference range).
 
     Returns:
         The path of ``report.html``.
@@ -255,10 +263,13 @@ def write_summary(
     if not results.experiments:
         raise ResultsNotFoundError("Nothing to summarise: the results contain no experiments.")
     ranges = parse_reference_ranges(reference_ranges, results.task_names())  # warns once, raises early
+    resolve_ranges(results, ranges, normalization)  # a bad mode fails before anything is written
     tables = {
-        "aggregate": aggregate_table(results, ranges, seed=seed, warn_unknown=False),
+        "aggregate": aggregate_table(
+            results, ranges, seed=seed, warn_unknown=False, normalization=normalization
+        ),
         "tasks": task_table(results, seed=seed),
-        "normalized": normalized_table(results, ranges, warn_unknown=False),
+        "normalized": normalized_table(results, ranges, warn_unknown=False, normalization=normalization),
         "repeats": repeat_table(results),
     }
     out = Path(output_dir)
