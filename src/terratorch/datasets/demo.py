@@ -20,6 +20,9 @@ Layout written by :func:`make_demo_dataset` under ``root``::
     labels.csv         filename,<columns>         (multilabel: 0/1 per class; scalar_regression)
     splits/            train.txt val.txt test.txt (one stem per line)
     means.txt stds.txt per-band statistics of the train split (after constant_scale)
+
+:func:`make_detection_demo` writes an object-detection dataset instead (bright squares of two
+classes, COCO annotations and a ground truth in pixel and map coordinates; see its docstring).
 """
 
 from __future__ import annotations
@@ -784,6 +787,256 @@ def make_multimodal_demo(
         stds=stds,
         stems=stems,
     )
+
+
+# ----------------------------------------------------------------------------- object detection
+
+DETECTION_CLASS_NAMES = ("red_square", "cyan_square")  # COCO category ids 1 and 2 (0 is the background)
+DETECTION_DATAMODULE = "terratorch.datamodules.GenericNonGeoObjectDetectionDataModule"
+_DETECTION_BACKGROUND = 0.25  # reflectance of the background, every band
+_DETECTION_BRIGHT = 0.85  # reflectance of an object in its bright bands
+_DETECTION_NOISE = 0.04  # std of the per-pixel Gaussian noise
+
+
+@dataclass
+class DetectionDemo:
+    """What :func:`make_detection_demo` wrote, plus ready-made datamodule arguments.
+
+    Attributes:
+        root: the dataset directory.
+        image_dir: the GeoTIFFs (float32 reflectance, EPSG:32633, 30 m pixels, one place each).
+        annotation_files: ``{"train": path, "val": path, "test": path}`` COCO files whose
+            ``file_name`` entries are relative to ``image_dir``.
+        ground_truth_file: JSON list of every object, in pixel and map coordinates (see
+            :func:`make_detection_demo`).
+        ground_truth_geojson: the same objects as GeoJSON polygons (map coordinates).
+        band_names: bands of every image, in order.
+        class_names: the classes, category id ``i + 1`` for ``class_names[i]``.
+        num_classes: classes including the background (what detectors take).
+        means, stds: per-band statistics of the train images.
+        crs: the images' CRS (``"EPSG:32633"``).
+        objects: the ground truth (the content of ``ground_truth_file``).
+    """
+
+    root: Path
+    image_dir: Path
+    annotation_files: dict[str, Path]
+    ground_truth_file: Path
+    ground_truth_geojson: Path
+    band_names: list[str]
+    class_names: list[str]
+    num_classes: int
+    means: list[float]
+    stds: list[float]
+    crs: str
+    objects: list[dict[str, Any]] = field(default_factory=list)
+
+    def datamodule_kwargs(self, **overrides: Any) -> dict[str, Any]:
+        """Constructor arguments of ``GenericNonGeoObjectDetectionDataModule`` (``overrides`` win)."""
+        kwargs: dict[str, Any] = {
+            "num_classes": self.num_classes,
+            "means": list(self.means),
+            "stds": list(self.stds),
+            "dataset_bands": list(self.band_names),
+            "output_bands": list(self.band_names),
+            "class_names": ["background", *self.class_names],
+            "img_grep": "*.tif",
+        }
+        for split in ("train", "val", "test"):
+            kwargs[f"{split}_data_root"] = str(self.image_dir)
+            kwargs[f"{split}_label_data_root"] = str(self.annotation_files[split])
+        kwargs.update(overrides)
+        return kwargs
+
+    def make_datamodule(self, **overrides: Any) -> Any:
+        """Build a ``GenericNonGeoObjectDetectionDataModule`` over this data (imports Lightning)."""
+        from terratorch.datamodules.generic_nongeo_od_data_module import (
+            GenericNonGeoObjectDetectionDataModule,
+        )
+
+        return GenericNonGeoObjectDetectionDataModule(**self.datamodule_kwargs(**overrides))
+
+
+def make_detection_demo(
+    root: str | Path,
+    *,
+    n_train: int = 16,
+    n_val: int = 4,
+    n_test: int = 4,
+    size: int = 96,
+    num_bands: int = 3,
+    objects_per_image: tuple[int, int] = (2, 4),
+    object_size: tuple[int, int] = (16, 24),
+    seed: int = 0,
+) -> DetectionDemo:
+    """Write a two-class object-detection dataset of georeferenced GeoTIFFs with COCO annotations.
+
+    Each image is noise around a grey background with ``objects_per_image`` (inclusive range)
+    non-overlapping bright squares of ``object_size`` pixels (inclusive range). Class 1
+    (``red_square``) is bright in band 0 only, class 2 (``cyan_square``) in every other band, so a
+    small detector separates them from colour alone. Files under ``root``::
+
+        images/det_0000.tif ...         float32 (num_bands, size, size), EPSG:32633, 30 m pixels;
+                                        every image has its own place (its own transform)
+        annotations/{train,val,test}.json
+                                        COCO: bbox [x, y, w, h] pixels, category_id 1 or 2,
+                                        square polygons as segmentation, file_name relative to images/
+        ground_truth.json               {"crs", "objects": [{"split", "image", "image_id",
+                                        "category_id", "class_name", "bbox_pixel" [x1, y1, x2, y2],
+                                        "bbox_map" [minx, miny, maxx, maxy], "polygon_map"}]}
+        ground_truth.geojson            the same objects as a GeoJSON FeatureCollection (map CRS)
+
+    Args:
+        root: output directory.
+        n_train, n_val, n_test: images per split.
+        size: image height and width in pixels.
+        num_bands: bands per image (at least 2).
+        objects_per_image: ``(min, max)`` squares per image.
+        object_size: ``(min, max)`` side of a square, in pixels.
+        seed: random seed; same arguments and seed, same bytes.
+
+    Returns:
+        A :class:`DetectionDemo` (``make_datamodule()`` gives a ready datamodule).
+
+    Raises:
+        ValueError: fewer than 2 bands, an empty train split, inverted ranges, or squares that
+            cannot fit the image.
+    """
+    from terratorch.datasets.utils import write_geotiff
+
+    low_n, high_n = objects_per_image
+    low_s, high_s = object_size
+    if num_bands < 2 or n_train < 1 or not 0 <= low_n <= high_n or not 1 <= low_s <= high_s:
+        raise ValueError(
+            f"make_detection_demo needs num_bands >= 2, n_train >= 1 and (min, max) ranges; got "
+            f"num_bands={num_bands}, n_train={n_train}, objects_per_image={objects_per_image}, "
+            f"object_size={object_size}"
+        )
+    if high_n * (high_s + 2) ** 2 > 0.7 * size * size:
+        raise ValueError(
+            f"{high_n} squares of {high_s} px do not fit a {size} px image with room to spare; "
+            "use a larger size or fewer/smaller objects"
+        )
+    root = Path(root)
+    rng = np.random.default_rng([seed, 4242])
+    bands = band_names_for(num_bands)
+    looks = np.full((2, num_bands), _DETECTION_BACKGROUND, dtype=np.float32)
+    looks[0, 0] = _DETECTION_BRIGHT
+    looks[1, 1:] = _DETECTION_BRIGHT
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(DETECTION_CLASS_NAMES)]
+    objects: list[dict[str, Any]] = []
+    train_pixels: list[np.ndarray] = []
+    annotation_files: dict[str, Path] = {}
+    index = annotation_id = 0
+    for split, count in (("train", n_train), ("val", n_val), ("test", n_test)):
+        coco: dict[str, Any] = {"images": [], "annotations": [], "categories": categories}
+        for _ in range(count):
+            name = f"det_{index:04d}.tif"
+            image = _DETECTION_BACKGROUND + _DETECTION_NOISE * rng.standard_normal(
+                (num_bands, size, size), dtype=np.float32
+            )
+            transform = _transform((index % 16) * (size + 8), (index // 16) * (size + 8))
+            coco["images"].append({"id": index, "file_name": name, "width": size, "height": size})
+            for x1, y1, side in _place_squares(
+                rng, size, int(rng.integers(low_n, high_n + 1)), low_s, high_s
+            ):
+                category = int(rng.integers(1, 3))
+                image[:, y1 : y1 + side, x1 : x1 + side] += (
+                    looks[category - 1, :, None, None] - _DETECTION_BACKGROUND
+                )
+                x2, y2 = x1 + side, y1 + side
+                polygon = [x1, y1, x2, y1, x2, y2, x1, y2]
+                coco["annotations"].append(
+                    {
+                        "id": annotation_id,
+                        "image_id": index,
+                        "category_id": category,
+                        "bbox": [x1, y1, side, side],
+                        "area": side * side,
+                        "iscrowd": 0,
+                        "segmentation": [polygon],
+                    }
+                )
+                corners = [transform @ (x, y) for x, y in ((x1, y1), (x2, y1), (x2, y2), (x1, y2), (x1, y1))]
+                objects.append(
+                    {
+                        "split": split,
+                        "image": name,
+                        "image_id": index,
+                        "annotation_id": annotation_id,
+                        "category_id": category,
+                        "class_name": DETECTION_CLASS_NAMES[category - 1],
+                        "bbox_pixel": [x1, y1, x2, y2],
+                        "bbox_map": [corners[0][0], corners[2][1], corners[2][0], corners[0][1]],
+                        "polygon_map": [list(c) for c in corners],
+                    }
+                )
+                annotation_id += 1
+            image = image.astype(np.float32)
+            write_geotiff(
+                root / "images" / name, image, crs=CRS_EPSG, transform=transform, descriptions=bands
+            )
+            if split == "train":
+                train_pixels.append(image.reshape(num_bands, -1).astype(np.float64))
+            index += 1
+        annotation_files[split] = root / "annotations" / f"{split}.json"
+        annotation_files[split].parent.mkdir(parents=True, exist_ok=True)
+        annotation_files[split].write_text(json.dumps(coco, indent=1))
+    pixels = np.concatenate(train_pixels, axis=1)
+    crs = f"EPSG:{CRS_EPSG}"
+    ground_truth = root / "ground_truth.json"
+    ground_truth.write_text(json.dumps({"crs": crs, "objects": objects}, indent=1))
+    geojson = root / "ground_truth.geojson"
+    features = [
+        {
+            "type": "Feature",
+            "geometry": {"type": "Polygon", "coordinates": [o["polygon_map"]]},
+            "properties": {k: o[k] for k in ("split", "image", "image_id", "category_id", "class_name")},
+        }
+        for o in objects
+    ]
+    geojson.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "crs": {"type": "name", "properties": {"name": f"urn:ogc:def:crs:EPSG::{CRS_EPSG}"}},
+                "features": features,
+            },
+            indent=1,
+        )
+    )
+    return DetectionDemo(
+        root=root,
+        image_dir=root / "images",
+        annotation_files=annotation_files,
+        ground_truth_file=ground_truth,
+        ground_truth_geojson=geojson,
+        band_names=bands,
+        class_names=list(DETECTION_CLASS_NAMES),
+        num_classes=len(DETECTION_CLASS_NAMES) + 1,
+        means=[float(v) for v in pixels.mean(axis=1)],
+        stds=[float(v) for v in pixels.std(axis=1)],
+        crs=crs,
+        objects=objects,
+    )
+
+
+def _place_squares(
+    rng: np.random.Generator, size: int, count: int, low: int, high: int
+) -> list[tuple[int, int, int]]:
+    """``count`` squares ``(x1, y1, side)`` inside the image, at least 2 px apart (rejection sampling)."""
+    placed: list[tuple[int, int, int]] = []
+    for _ in range(count * 200):
+        if len(placed) == count:
+            break
+        side = int(rng.integers(low, high + 1))
+        x1, y1 = (int(v) for v in rng.integers(0, size - side + 1, size=2))
+        if all(
+            x1 >= px + ps + 2 or px >= x1 + side + 2 or y1 >= py + ps + 2 or py >= y1 + side + 2
+            for px, py, ps in placed
+        ):
+            placed.append((x1, y1, side))
+    return placed
 
 
 def _parser() -> argparse.ArgumentParser:
