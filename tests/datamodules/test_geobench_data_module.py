@@ -87,3 +87,20 @@ def test_band_stats_statistics_and_custom_aug(geobench_root: Path) -> None:
         gdm.MSACropTypeNonGeoDataModule(data_root=str(geobench_root))
     with pytest.raises(ValueError, match="unknown band 'NIR'"):
         gdm.MEuroSATNonGeoDataModule(data_root=str(geobench_root), bands=["NIR"])
+
+
+def test_reference_per_dataset_module_paths_resolve_to_our_classes():
+    """``terratorch.datamodules.m_eurosat.MEuroSATNonGeoDataModule`` (a TerraTorch 1.2 config path) works."""
+    import importlib
+
+    from terratorch.datamodules import geobench_data_module
+    from terratorch.datasets import geobench
+
+    module = importlib.import_module("terratorch.datamodules.m_eurosat")
+    assert module is geobench_data_module
+    assert module.MEuroSATNonGeoDataModule is geobench_data_module.MEuroSATNonGeoDataModule
+    from terratorch.datasets.m_cashew_plantation import MBeninSmallHolderCashewsNonGeo
+
+    assert MBeninSmallHolderCashewsNonGeo is geobench.MBeninSmallHolderCashewsNonGeo
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("terratorch.datamodules.m_not_a_dataset")
