@@ -209,6 +209,7 @@ def make_geobench_demo(
     size: int = 32,
     few_shot: Sequence[str] = ("0.01x_train",),
     seed: int = 0,
+    class_signal: int = 800,
 ) -> dict[str, Path]:
     """Write tiny GEO-Bench v1 tasks under ``root`` in GEO-Bench's layout.
 
@@ -222,6 +223,9 @@ def make_geobench_demo(
         few_shot: extra partitions to write, named like GEO-Bench's (``0.01x_train`` keeps one
             training sample, validation and test unchanged).
         seed: random seed of pixels and labels.
+        class_signal: added to band ``c % n_bands`` where class ``c`` is present (the whole chip
+            for a classification label, its pixels for segmentation), so that models can learn
+            the labels and a comparison of backbones means something; 0 writes pure noise.
 
     Returns:
         Task name -> task directory.
@@ -265,6 +269,7 @@ def make_geobench_demo(
                 else:
                     label = int(rng.integers(cls.num_classes))
                     label_map[f"class_{label}"].append(sample)
+                _add_class_signal(bands, label, cls.label_kind, class_signal)
                 with _geobench_classes() as classes:
                     _write_sample(directory / f"{sample}.hdf5", cls, bands, label, classes)
                 for position, data in enumerate(bands):
@@ -282,6 +287,21 @@ def make_geobench_demo(
             (directory / "task_specs.pkl").write_bytes(_task_specs_bytes(cls, size, classes))
         written[name] = directory
     return written
+
+
+def _add_class_signal(bands: list[np.ndarray], label: Any, kind: str, signal: int) -> None:
+    """Brighten band ``c % len(bands)`` where class ``c`` is present (in place)."""
+    if not signal:
+        return
+    if kind == "segmentation":
+        for c in np.unique(label):
+            band = bands[int(c) % len(bands)]
+            band[label == c] += signal
+    elif kind == "multilabel":
+        for c in np.flatnonzero(label):
+            bands[int(c) % len(bands)] += signal
+    else:
+        bands[int(label) % len(bands)] += signal
 
 
 def _write_json(path: Path, content: Any) -> None:

@@ -136,7 +136,12 @@ class DefaultsSpec(_Strict):
 
 
 class DemoDataSpec(_Strict):
-    """Demo data to generate before running (when ``root`` does not exist yet)."""
+    """Demo data to generate before running (when ``root`` does not exist yet).
+
+    ``task`` is a demo task of :func:`terratorch.datasets.demo.make_demo_dataset` (``segmentation``...)
+    or a GEO-Bench task name (``m-eurosat``...), written in GEO-Bench's layout under ``root`` by
+    :func:`terratorch.datasets.geobench_demo.make_geobench_demo` (``n_train`` samples per split).
+    """
 
     task: str
     root: str

@@ -865,6 +865,30 @@ def _efficiency_metrics(figures: Mapping[str, Any]) -> dict[str, float]:
     return metrics
 
 
+def _make_demo(root: Path, task: str, options: dict[str, Any]) -> None:
+    """Write one demo dataset: a GEO-Bench task (``m-eurosat``...) in GEO-Bench's layout, else ours."""
+    if task.startswith("m-"):
+        from terratorch.datasets.geobench_demo import make_geobench_demo
+
+        unsupported = sorted(set(options) - {"n_train", "size", "seed"})
+        if unsupported:
+            raise ValueError(
+                f"demo_data for GEO-Bench task {task!r} takes n_train (samples per split), size and seed; "
+                f"got {unsupported}"
+            )
+        make_geobench_demo(
+            root,
+            [task],
+            n_samples=options.get("n_train", 4),
+            size=options.get("size", 32),
+            seed=options.get("seed", 0),
+        )
+        return
+    from terratorch.datasets.demo import make_demo_dataset
+
+    make_demo_dataset(root, task, **options)
+
+
 def prepare_demo_data(config: Any, out: Printer) -> None:
     """Generate the ``demo_data`` datasets whose root folder does not exist yet."""
     if not config.demo_data:
@@ -876,14 +900,12 @@ def prepare_demo_data(config: Any, out: Printer) -> None:
         root = Path(spec.root)
         if root.exists() and any(root.iterdir()):
             continue
-        from terratorch.datasets.demo import make_demo_dataset
-
         options = {k: v for k, v in spec.model_dump().items() if k not in ("task", "root") and v is not None}
         out(f"generating demo data: {spec.task} -> {root}")
         # Written aside and renamed into place, so a concurrent worker sees either no folder or a whole one.
         staging = root.with_name(f".{root.name}.partial-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
-        make_demo_dataset(staging, spec.task, **options)
+        _make_demo(staging, spec.task, options)
         try:
             if root.exists() and not any(root.iterdir()):
                 root.rmdir()

@@ -213,7 +213,243 @@ BACKBONES: dict[str, tuple[str, dict[str, Any]]] = {
             "hf_hub_filename": "v1/clay-v1-base.ckpt",
         },
     ),
+    "clay_v15_tiny": (
+        f"{_MODELS}.backbones.clay_v15.embedder",
+        {
+            "family": "clay_v15",
+            "bands": ["blue", "green", "red", "nir", "swir16", "swir22"],
+            "embed_dim": 192,
+            "depth": 6,
+            "num_heads": 4,
+            "patch_size": 8,
+            "out_channels": [192] * 6,
+        },
+    ),
+    "clay_v15_small": (
+        f"{_MODELS}.backbones.clay_v15.embedder",
+        {
+            "family": "clay_v15",
+            "bands": ["blue", "green", "red", "nir", "swir16", "swir22"],
+            "embed_dim": 384,
+            "depth": 6,
+            "num_heads": 6,
+            "patch_size": 8,
+            "out_channels": [384] * 6,
+        },
+    ),
+    "clay_v15_base": (
+        f"{_MODELS}.backbones.clay_v15.embedder",
+        {
+            "family": "clay_v15",
+            "bands": ["blue", "green", "red", "nir", "swir16", "swir22"],
+            "embed_dim": 768,
+            "depth": 12,
+            "num_heads": 12,
+            "patch_size": 8,
+            "out_channels": [768] * 12,
+        },
+    ),
+    "clay_v15_large": (
+        f"{_MODELS}.backbones.clay_v15.embedder",
+        {
+            "family": "clay_v15",
+            "bands": ["blue", "green", "red", "nir", "swir16", "swir22"],
+            "embed_dim": 1024,
+            "depth": 24,
+            "num_heads": 16,
+            "patch_size": 8,
+            "out_channels": [1024] * 24,
+            "hf_hub_id": "made-with-clay/Clay",
+            "hf_hub_filename": "v1.5/clay-v1.5.ckpt",
+        },
+    ),
 }
+
+_DOFA_URL = "https://hf.co/torchgeo/dofa/resolve/b8db318b64a90b9e085ec04ba8851233c5893666/"
+BACKBONES.update(
+    {
+        f"dofa_{size}_patch16_224": (
+            f"{_MODELS}.backbones.dofa_vit",
+            {
+                "family": "dofa",
+                "embed_dim": dim,
+                "depth": depth,
+                "num_heads": heads,
+                "patch_size": 16,
+                "out_channels": [dim],
+                **({"url": f"{_DOFA_URL}dofa_{size}_patch16_224-{digest}.pth"} if digest else {}),
+            },
+        )
+        for size, (dim, depth, heads, digest) in {
+            "small": (384, 12, 6, ""),
+            "base": (768, 12, 12, "a0275954"),
+            "large": (1024, 24, 16, "0ff904d3"),
+        }.items()
+    }
+)
+BACKBONES.update(
+    {
+        f"scalemae_{size}_patch{patch}": (
+            f"{_MODELS}.backbones.scalemae",
+            {
+                "family": "scalemae",
+                "bands": ["RED", "GREEN", "BLUE"],
+                "patch_size": patch,
+                "embed_dim": dim,
+                "depth": depth,
+                "num_heads": heads,
+                "out_channels": [dim],
+                **({"url": url} if url else {}),
+            },
+        )
+        for size, (patch, dim, depth, heads, url) in {
+            "base": (16, 768, 12, 12, ""),
+            "large": (
+                16,
+                1024,
+                24,
+                16,
+                "https://hf.co/isaaccorley/vit_large_patch16_224_fmow_rgb_scalemae/resolve/"
+                "9dc7f569424baeb780698352cf6e87638c882123/vit_large_patch16_224_fmow_rgb_scalemae-98ed9821.pth",
+            ),
+            "huge": (14, 1280, 32, 16, ""),
+        }.items()
+    }
+)
+
+_TORCHGEO = f"{_MODELS}.backbones.torchgeo_"
+
+
+def _torchgeo(module: str, enum: str, members: dict[str, str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Entries of torchgeo-weight backbones: name -> member of ``enum``; ``arch`` follows from ``enum``."""
+    if module == "resnet":
+        arch = "resnet" + enum.split("_")[0].removeprefix("ResNet")
+    elif module == "vit":
+        arch = "vit_small_patch16_224"
+    else:
+        arch = "swin_v2_" + enum.split("_")[2].lower()
+    return {
+        name: (
+            _TORCHGEO + module,
+            {"family": "torchgeo_" + module, "arch": arch, "weights": f"{enum}.{member}"},
+        )
+        for name, member in members.items()
+    }
+
+
+BACKBONES.update(
+    _torchgeo(
+        "resnet",
+        "ResNet18_Weights",
+        {
+            "ssl4eol_resnet18_landsat_tm_toa_moco": "LANDSAT_TM_TOA_MOCO",
+            "ssl4eol_resnet18_landsat_tm_toa_simclr": "LANDSAT_TM_TOA_SIMCLR",
+            "ssl4eol_resnet18_landsat_etm_toa_moco": "LANDSAT_ETM_TOA_MOCO",
+            "ssl4eol_resnet18_landsat_etm_toa_simclr": "LANDSAT_ETM_TOA_SIMCLR",
+            "ssl4eol_resnet18_landsat_etm_sr_moco": "LANDSAT_ETM_SR_MOCO",
+            "ssl4eol_resnet18_landsat_etm_sr_simclr": "LANDSAT_ETM_SR_SIMCLR",
+            "ssl4eol_resnet18_landsat_oli_tirs_toa_moco": "LANDSAT_OLI_TIRS_TOA_MOCO",
+            "ssl4eol_resnet18_landsat_oli_tirs_toa_simclr": "LANDSAT_OLI_TIRS_TOA_SIMCLR",
+            "ssl4eol_resnet18_landsat_oli_sr_moco": "LANDSAT_OLI_SR_MOCO",
+            "ssl4eol_resnet18_landsat_oli_sr_simclr": "LANDSAT_OLI_SR_SIMCLR",
+            "ssl4eos12_resnet18_sentinel2_all_moco": "SENTINEL2_ALL_MOCO",
+            "ssl4eos12_resnet18_sentinel2_rgb_moco": "SENTINEL2_RGB_MOCO",
+            "seco_resnet18_sentinel2_rgb_seco": "SENTINEL2_RGB_SECO",
+        },
+    )
+)
+BACKBONES.update(
+    _torchgeo(
+        "resnet",
+        "ResNet50_Weights",
+        {
+            "fmow_resnet50_fmow_rgb_gassl": "FMOW_RGB_GASSL",
+            "ssl4eol_resnet50_landsat_tm_toa_moco": "LANDSAT_TM_TOA_MOCO",
+            "ssl4eol_resnet50_landsat_tm_toa_simclr": "LANDSAT_TM_TOA_SIMCLR",
+            "ssl4eol_resnet50_landsat_etm_toa_moco": "LANDSAT_ETM_TOA_MOCO",
+            "ssl4eol_resnet50_landsat_etm_toa_simclr": "LANDSAT_ETM_TOA_SIMCLR",
+            "ssl4eol_resnet50_landsat_etm_sr_moco": "LANDSAT_ETM_SR_MOCO",
+            "ssl4eol_resnet50_landsat_etm_sr_simclr": "LANDSAT_ETM_SR_SIMCLR",
+            "ssl4eol_resnet50_landsat_oli_tirs_toa_moco": "LANDSAT_OLI_TIRS_TOA_MOCO",
+            "ssl4eol_resnet50_landsat_oli_tirs_toa_simclr": "LANDSAT_OLI_TIRS_TOA_SIMCLR",
+            "ssl4eol_resnet50_landsat_oli_sr_moco": "LANDSAT_OLI_SR_MOCO",
+            "ssl4eol_resnet50_landsat_oli_sr_simclr": "LANDSAT_OLI_SR_SIMCLR",
+            "ssl4eos12_resnet50_sentinel1_all_decur": "SENTINEL1_ALL_DECUR",
+            "ssl4eos12_resnet50_sentinel1_all_moco": "SENTINEL1_ALL_MOCO",
+            "ssl4eos12_resnet50_sentinel2_all_decur": "SENTINEL2_ALL_DECUR",
+            "ssl4eos12_resnet50_sentinel2_all_dino": "SENTINEL2_ALL_DINO",
+            "ssl4eos12_resnet50_sentinel2_all_moco": "SENTINEL2_ALL_MOCO",
+            "ssl4eos12_resnet50_sentinel2_all_softcon": "SENTINEL2_ALL_SOFTCON",
+            "ssl4eos12_resnet50_sentinel2_rgb_moco": "SENTINEL2_RGB_MOCO",
+            "seco_resnet50_sentinel2_rgb_seco": "SENTINEL2_RGB_SECO",
+            "satlas_resnet50_sentinel2_mi_ms_satlas": "SENTINEL2_MI_MS_SATLAS",
+            "satlas_resnet50_sentinel2_mi_rgb_satlas": "SENTINEL2_MI_RGB_SATLAS",
+            "satlas_resnet50_sentinel2_si_ms_satlas": "SENTINEL2_SI_MS_SATLAS",
+            "satlas_resnet50_sentinel2_si_rgb_satlas": "SENTINEL2_SI_RGB_SATLAS",
+        },
+    )
+)
+BACKBONES.update(
+    _torchgeo(
+        "resnet",
+        "ResNet152_Weights",
+        {
+            "satlas_resnet152_sentinel2_mi_ms": "SENTINEL2_MI_MS_SATLAS",
+            "satlas_resnet152_sentinel2_mi_rgb": "SENTINEL2_MI_RGB_SATLAS",
+            "satlas_resnet152_sentinel2_si_ms_satlas": "SENTINEL2_SI_MS_SATLAS",
+            "satlas_resnet152_sentinel2_si_rgb_satlas": "SENTINEL2_SI_RGB_SATLAS",
+        },
+    )
+)
+BACKBONES.update(
+    _torchgeo(
+        "vit",
+        "ViTSmall16_Weights",
+        {
+            "ssl4eol_vit_small_patch16_224_landsat_tm_toa_moco": "LANDSAT_TM_TOA_MOCO",
+            "ssl4eol_vit_small_patch16_224_landsat_tm_toa_simclr": "LANDSAT_TM_TOA_SIMCLR",
+            "ssl4eol_vit_small_patch16_224_landsat_etm_toa_moco": "LANDSAT_ETM_TOA_MOCO",
+            "ssl4eol_vit_small_patch16_224_landsat_etm_toa_simclr": "LANDSAT_ETM_TOA_SIMCLR",
+            "ssl4eol_vit_small_patch16_224_landsat_etm_sr_moco": "LANDSAT_ETM_SR_MOCO",
+            "ssl4eol_vit_small_patch16_224_landsat_etm_sr_simclr": "LANDSAT_ETM_SR_SIMCLR",
+            "ssl4eol_vit_small_patch16_224_landsat_oli_tirs_toa_simclr": "LANDSAT_OLI_TIRS_TOA_SIMCLR",
+            "ssl4eol_vit_small_patch16_224_landsat_oli_sr_moco": "LANDSAT_OLI_SR_MOCO",
+            "ssl4eol_vit_small_patch16_224_landsat_oli_sr_simclr": "LANDSAT_OLI_SR_SIMCLR",
+            "ssl4eos12_vit_small_patch16_224_sentinel2_all_dino": "SENTINEL2_ALL_DINO",
+            "ssl4eos12_vit_small_patch16_224_sentinel2_all_moco": "SENTINEL2_ALL_MOCO",
+        },
+    )
+)
+BACKBONES.update(
+    _torchgeo(
+        "swin_satlas",
+        "Swin_V2_T_Weights",
+        {
+            "satlas_swin_t_sentinel2_mi_ms": "SENTINEL2_MI_MS_SATLAS",
+            "satlas_swin_t_sentinel2_mi_rgb": "SENTINEL2_MI_RGB_SATLAS",
+            "satlas_swin_t_sentinel2_si_ms": "SENTINEL2_SI_MS_SATLAS",
+            "satlas_swin_t_sentinel2_si_rgb": "SENTINEL2_SI_RGB_SATLAS",
+        },
+    )
+)
+BACKBONES.update(
+    _torchgeo(
+        "swin_satlas",
+        "Swin_V2_B_Weights",
+        {
+            "satlas_swin_b_sentinel2_mi_ms": "SENTINEL2_MI_MS_SATLAS",
+            "satlas_swin_b_sentinel2_mi_rgb": "SENTINEL2_MI_RGB_SATLAS",
+            "satlas_swin_b_sentinel2_si_ms": "SENTINEL2_SI_MS_SATLAS",
+            "satlas_swin_b_sentinel2_si_rgb": "SENTINEL2_SI_RGB_SATLAS",
+            "satlas_swin_b_naip_mi_rgb": "NAIP_RGB_MI_SATLAS",
+            "satlas_swin_b_naip_si_rgb": "NAIP_RGB_SI_SATLAS",
+            "satlas_swin_b_landsat_mi_ms": "LANDSAT_MI_SATLAS",
+            "satlas_swin_b_landsat_mi_rgb": "LANDSAT_SI_SATLAS",
+            "satlas_swin_b_sentinel1_mi": "SENTINEL1_MI_SATLAS",
+            "satlas_swin_b_sentinel1_si": "SENTINEL1_SI_SATLAS",
+        },
+    )
+)
 
 #: name → (module, metadata) of ``TERRATORCH_FULL_MODEL_REGISTRY``.
 FULL_MODELS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -296,4 +532,7 @@ MODEL_FACTORIES: dict[str, str] = {
     "SMPModelFactory": f"{_MODELS}.smp_model_factory",
     "TimmModelFactory": f"{_MODELS}.timm_model_factory",
     "FullModelFactory": f"{_MODELS}.full_model_factory",
+    "ObjectDetectionModelFactory": f"{_MODELS}.object_detection_model_factory",
+    "ClayModelFactory": f"{_MODELS}.clay_model_factory",
+    "Clay1_5ModelFactory": f"{_MODELS}.clay1_5_model_factory",
 }
