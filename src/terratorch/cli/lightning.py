@@ -284,7 +284,15 @@ class MyLightningCLI(LightningCLI):
             extra.append(default_checkpoint(self.model))
         has_writer = any(isinstance(c, BasePredictionWriter) for c in configured)
         has_writer = has_writer or bool(getattr(self.model, "writes_own_predictions", False))
-        if self.subcommand == "predict" and not self.setting("predict_streaming") and not has_writer:
+        make_writer = getattr(self.model, "make_prediction_writer", None)  # e.g. GeoJSON for detection
+        if self.subcommand == "predict" and not has_writer and callable(make_writer):
+            extra.append(
+                make_writer(
+                    output_dir=self.setting("predict_output_dir"),
+                    output_file_prefix=self.setting("output_file_prefix") or "",
+                )
+            )
+        elif self.subcommand == "predict" and not self.setting("predict_streaming") and not has_writer:
             from terratorch.cli.prediction_writer import GeoTIFFPredictionWriter
 
             extra.append(

@@ -10,6 +10,8 @@ Default metric choices:
     classification: ``val/Accuracy`` (max) — macro-averaged accuracy (robust to class imbalance;
         ``val/Accuracy_Micro`` is the overall accuracy).
     multilabel_classification: ``val/F1_Score`` (max) — accuracy is misleading when most labels are 0.
+    object_detection: ``val/mAP`` (max) — COCO mAP over IoU 0.50:0.95 (the reference logs it as
+        ``val_map``).
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ TASK_TYPES: dict[str, TaskTypeInfo] = {
         "MultiLabelClassificationTask", "classification", "val/F1_Score", "max", "label"
     ),
     "scalar_regression": TaskTypeInfo("ScalarRegressionTask", "regression", "val/RMSE", "min", "label"),
+    "object_detection": TaskTypeInfo("ObjectDetectionTask", "object_detection", "val/mAP", "max", "boxes"),
 }
 
 

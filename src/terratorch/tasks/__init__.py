@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "ScalarRegressionTask": "terratorch.tasks.scalar_regression",
     "ReconstructionTask": "terratorch.tasks.reconstruction",
     "EmbeddingGenerationTask": "terratorch.tasks.embedding_generation",
+    "ObjectDetectionTask": "terratorch.tasks.object_detection",
 }
 
 __all__ = sorted(_LAZY)

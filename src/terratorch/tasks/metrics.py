@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torchmetrics import Metric
 
 from terratorch.choices import did_you_mean
+from terratorch.tasks.detection_metrics import detection_metric_names
 
 __all__ = [
     "LEGACY_METRIC_NAMES",
@@ -52,6 +53,7 @@ TASK_METRICS: dict[str, list[str]] = {
     "regression": ["RMSE", "MSE", "MAE", "R2_Score"],
     "scalar_regression": ["RMSE", "MSE", "MAE", "R2_Score"],
     "reconstruction": [],
+    "object_detection": detection_metric_names(),
 }
 """Metric names (without stage prefix) each task type logs, besides ``loss``."""
 
@@ -105,6 +107,7 @@ LEGACY_METRIC_NAMES: dict[str, dict[str, str]] = {
     "regression": dict(_REGRESSION_LEGACY),
     "scalar_regression": dict(_REGRESSION_LEGACY),
     "reconstruction": {},
+    "object_detection": {"map": "mAP", "map_50": "mAP_50", "map_75": "mAP_75", "segm_map": "segm_mAP"},
 }
 """Old metric names (without stage prefix) → current name, per task type."""
 
