@@ -24,6 +24,7 @@ PAGE = ROOT / "docs" / "geobench.md"
 EXPERIMENTS = ("geobench_ssl4eo_resnet18", "geobench_prithvi_tiny")
 TASKS = ("m-eurosat", "m-brick-kiln")
 REPORT = Path("iterate_storage/geobench/reports/geobench_two_backbones")
+CONFIGS = ("ssl4eo_resnet18.yaml", "prithvi_tiny.yaml", "summarize.yaml")  # examples/iterate/geobench/
 
 
 def _marked_blocks() -> dict[str, str]:
@@ -61,6 +62,7 @@ def test_geobench_two_backbone_comparison_from_the_docs(tmp_path, mlflow_templat
     assert (tmp_path / "weights" / "ssl4eos12_resnet18_sentinel2_all_moco.pth").stat().st_size > 1e6
 
     commands = _shell_lines(blocks["bash"])
+    assert [c.rsplit("/", 1)[-1] for c in commands if "--config" in c] == list(CONFIGS), commands
     result = _run(["bash", "-c", "set -euo pipefail\n" + "\n".join(commands)], tmp_path)
     assert result.returncode == OK, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
