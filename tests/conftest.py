@@ -9,6 +9,12 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One pytest-xdist worker per core: torch's intra-op threads would oversubscribe the cores.
+    import torch
+
+    torch.set_num_threads(1)
+
 
 @pytest.fixture
 def restore_registries():

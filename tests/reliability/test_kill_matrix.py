@@ -134,8 +134,12 @@ class Zygote:
         namespace = {"CONN": theirs, "ENV": env, "WARM_CONFIG": str(warm_config), "CHILD": CHILD}
         self.process = context.Process(target=exec, args=(ZYGOTE, namespace), daemon=True)
         self.process.start()
-        if not self.conn.poll(600):
-            raise AssertionError("the zygote process did not warm up within 600 s")
+        deadline = time.monotonic() + 600
+        while not self.conn.poll(1):
+            if not self.process.is_alive():  # its traceback is in the captured stderr
+                raise AssertionError(f"the zygote process exited ({self.process.exitcode}) before warming up")
+            if time.monotonic() > deadline:
+                raise AssertionError("the zygote process did not warm up within 600 s")
         self.templates = Path(self.conn.recv())
 
     def fork(self, namespace: dict[str, Any]) -> Child:
