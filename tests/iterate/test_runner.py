@@ -259,3 +259,28 @@ def test_repetitions_take_a_context_not_the_runner(raw, fake_training):
     assert path is not None and path.read_bytes().decode() == text and len(text.splitlines()) == 3
     _, again_text = run_repetitions(context, outcome.tasks)  # every unit done: nothing reruns
     assert again_text == text and len(_runs(runner, "repeat")) == 2
+
+
+def test_demo_data_writes_detection_and_geobench_layouts(tmp_path):
+    """``demo_data`` tasks ``object_detection`` and GEO-Bench names (``m-brick-kiln``) write their layouts."""
+    from types import SimpleNamespace
+
+    from terratorch.iterate.config import DemoDataSpec
+    from terratorch.iterate.runner import prepare_demo_data
+
+    specs = [
+        DemoDataSpec(
+            task="object_detection", root=str(tmp_path / "det"), n_train=2, n_val=1, n_test=1, size=96
+        ),
+        DemoDataSpec(task="m-brick-kiln", root=str(tmp_path / "kiln"), n_train=2, size=16),
+    ]
+    printed: list[str] = []
+    prepare_demo_data(SimpleNamespace(demo_data=specs), printed.append)
+    assert (tmp_path / "det" / "annotations" / "train.json").is_file()
+    assert len(list((tmp_path / "det" / "images").glob("*.tif"))) == 4
+    kiln = tmp_path / "kiln" / "classification_v1.0" / "m-brick-kiln"
+    assert (kiln / "task_specs.pkl").is_file() and len(list(kiln.glob("*.hdf5"))) == 6
+    assert printed == [f"generating demo data: {s.task} -> {s.root}" for s in specs]
+    bad = DemoDataSpec(task="object_detection", root=str(tmp_path / "bad"), num_classes=3)
+    with pytest.raises(ValueError, match="always has 2 classes"):
+        prepare_demo_data(SimpleNamespace(demo_data=[bad]), printed.append)

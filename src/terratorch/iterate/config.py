@@ -140,7 +140,9 @@ class DemoDataSpec(_Strict):
 
     ``task`` is a demo task of :func:`terratorch.datasets.demo.make_demo_dataset` (``segmentation``...)
     or a GEO-Bench task name (``m-eurosat``...), written in GEO-Bench's layout under ``root`` by
-    :func:`terratorch.datasets.geobench_demo.make_geobench_demo` (``n_train`` samples per split).
+    :func:`terratorch.datasets.geobench_demo.make_geobench_demo` (``n_train`` samples per split),
+    or ``object_detection`` (:func:`terratorch.datasets.demo.make_detection_demo`: GeoTIFFs of two
+    classes of squares and COCO annotations).
     """
 
     task: str

@@ -866,7 +866,16 @@ def _efficiency_metrics(figures: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _make_demo(root: Path, task: str, options: dict[str, Any]) -> None:
-    """Write one demo dataset: a GEO-Bench task (``m-eurosat``...) in GEO-Bench's layout, else ours."""
+    """Write one demo dataset: GEO-Bench tasks (``m-eurosat``...) in their layout, detection data, or ours."""
+    if task == "object_detection":
+        from terratorch.datasets.demo import make_detection_demo
+
+        if "num_classes" in options:
+            raise ValueError(
+                "demo_data for object_detection always has 2 classes (+ background); drop num_classes"
+            )
+        make_detection_demo(root, **options)
+        return
     if task.startswith("m-"):
         from terratorch.datasets.geobench_demo import make_geobench_demo
 
